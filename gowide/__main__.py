@@ -1,0 +1,5 @@
+import sys
+
+from gowide.cli import main
+
+sys.exit(main())

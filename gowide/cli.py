@@ -1,0 +1,66 @@
+"""The ``gowide`` command: one entry point, one subcommand per job.
+
+Each package contributes its subcommands through a ``register(subparsers)`` function; the
+handler set with ``set_defaults(func=...)`` receives the parsed arguments. Bad input
+(a wrong flag, a value out of range, an unusable path or config) ends with a one-line
+message on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gowide import __version__
+from gowide.errors import UsageError
+
+# Modules that add subcommands, in the order they appear in ``gowide --help``.
+COMMAND_MODULES = ("meanfield.cli", "gowide.reproduce")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of usage dumps."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="gowide",
+        description="Go wide, then narrow: mean-field simulations and small-scale experiments.",
+    )
+    parser.add_argument("--version", action="version", version=f"gowide {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except UsageError as exc:
+        print(f"gowide: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gowide: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Layerwise imitation of a wide mean-field ResNet by a thin one, and the subsampled start.
+
+Holds the stage-2 dynamics of DESIGN §2. Let z_l(x) be the wide network's states and
+g^W_l its blocks. Thin layer l (n particles) minimises
+
+    teacher-forced:  J_l = E_x ‖ g_l(z_l(x)) − g^W_l(z_l(x)) ‖²
+    progressive:     J_l = E_x ‖ g_l(x_l(x)) − L·(z_{l+1}(x) − x_l(x)) ‖²,
+
+where x_l is the thin network's own state (its lower layers already imitated). Each J_l
+depends on layer l alone and is a convex function of that layer's particle distribution
+(a convex quadratic of the linear map ρ_l ↦ E_ρl f). The particles move by
+θ ← θ − η · n · ∂J_l/∂θ_{l,i} (mean-field scaling of a two-layer net). Teacher-forced
+layers are independent, so all of them are trained at once with one batched computation;
+progressive imitation goes from the bottom layer to the top, ``steps`` steps per layer.
+
+Also here: ``subsample`` (warm start of each thin layer from n of the wide layer's
+particles: its block then differs from the wide one by O(n^{-1/2}) by the Monte Carlo rate)
+and ``block_errors`` (δ_l, the per-layer imitation error at the wide states, RMS over data,
+the quantity that enters the stability bound).
+Does not hold: the stability bound itself, and the comparisons with back-propagation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from meanfield.network import MeanFieldResNet
+
+Tensor = torch.Tensor
+
+MODES = ("teacher_forced", "progressive")
+
+
+@dataclass
+class ImitationConfig:
+    steps: int = 200  # per layer in progressive mode; in total (all layers) when teacher-forced
+    lr: float = 0.5
+    mode: str = "teacher_forced"
+    batch_size: int | None = None
+    eval_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be ≥ 0, got {self.steps}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1 or None, got {self.batch_size}")
+
+
+@dataclass
+class ImitationHistory:
+    config: dict
+    eval_steps: list[int] = field(default_factory=list)
+    layer_loss: list[list[float]] = field(default_factory=list)  # per eval: J_l for every l
+    particle_gradients: int = 0
+    flops: float = 0.0
+
+
+def subsample(wide: MeanFieldResNet, n: int, generator: np.random.Generator,
+              replace: bool = False) -> MeanFieldResNet:
+    """A thin net whose layer l holds n particles drawn from the wide layer l (no rescaling is
+    needed: both layers are averages over their particles). Same activation, readout and
+    embedding as the wide net."""
+    L, N = wide.depth, wide.width
+    if not replace and n > N:
+        raise ValueError(f"cannot draw n = {n} particles without replacement from N = {N}")
+    idx = np.stack([generator.choice(N, size=n, replace=replace) for _ in range(L)])  # (L, n)
+    idx_t = torch.as_tensor(idx, device=wide.device)
+    rows = torch.arange(L, device=wide.device)[:, None]
+    return MeanFieldResNet(
+        wide.a[rows, idx_t].clone(), wide.w[rows, idx_t].clone(), wide.b[rows, idx_t].clone(),
+        wide.act,
+        None if wide.readout is None else wide.readout.clone(),
+        None if wide.embedding is None else wide.embedding.clone(),
+    )
+
+
+def _layer_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean over the batch of squared errors, per layer: (L, B, d) -> (L,)."""
+    return ((pred - target) ** 2).sum(-1).mean(-1)
+
+
+def block_errors(thin: MeanFieldResNet, wide: MeanFieldResNet, X) -> np.ndarray:
+    """δ_l = ( E_x ‖g_l(z_l(x)) − g^W_l(z_l(x))‖² )^{1/2} at the wide states z_l; shape (L,)."""
+    with torch.no_grad():
+        X = torch.as_tensor(X, dtype=wide.dtype, device=wide.device)
+        z = wide._states(X)[:-1]  # (L, B, d)
+        diff = thin.blocks_at(z.to(thin.dtype)) - wide.blocks_at(z)
+        return torch.sqrt(_layer_loss(diff, torch.zeros_like(diff))).cpu().numpy()
+
+
+def imitate(
+    thin: MeanFieldResNet,
+    wide: MeanFieldResNet,
+    X,
+    config: ImitationConfig,
+    progress: bool = False,
+) -> tuple[MeanFieldResNet, ImitationHistory]:
+    """Train a copy of ``thin`` to imitate ``wide`` layer by layer on inputs X (B, d_in)."""
+    if thin.depth != wide.depth or thin.dim != wide.dim:
+        raise ValueError(
+            f"thin and wide nets must share depth and state dimension; got (L, d) = "
+            f"{(thin.depth, thin.dim)} and {(wide.depth, wide.dim)}"
+        )
+    thin = thin.clone()
+    dtype, device = thin.dtype, thin.device
+    X = torch.as_tensor(X, dtype=dtype, device=device)
+    wide = wide.to(dtype=dtype, device=device)
+    with torch.no_grad():
+        z = wide._states(X)  # (L+1, B, d)
+    hist = ImitationHistory(config=asdict(config))
+    gen = torch.Generator(device="cpu").manual_seed(config.seed)
+    if config.mode == "teacher_forced":
+        with torch.no_grad():
+            target = wide.blocks_at(z[:-1])  # (L, B, d)
+        _fit(thin, z[:-1], target, range(thin.depth), config, gen, hist, progress)
+    else:
+        x = z[0]
+        for layer in tqdm(range(thin.depth), desc="imitate layers", disable=not progress,
+                          leave=False):
+            target = thin.depth * (z[layer + 1] - x)  # (B, d)
+            _fit(thin, x[None], target[None], [layer], config, gen, hist, False,
+                 offset=layer * config.steps)
+            with torch.no_grad():
+                x = x + thin.block(layer, x) / thin.depth
+    return thin, hist
+
+
+def _fit(thin: MeanFieldResNet, inputs: Tensor, target: Tensor, layers, config, gen, hist,
+         progress: bool, offset: int = 0) -> None:
+    """Gradient descent on the layers in ``layers`` (inputs, targets (k, B, d), k = len(layers))."""
+    layers = list(layers)
+    sel = torch.as_tensor(layers, device=thin.device)
+    a, w, b = (p[sel].clone().requires_grad_(True) for p in thin.parameters())
+    sub = MeanFieldResNet(a, w, b, thin.act)
+    n, d = thin.width, thin.dim
+    batch_total = inputs.shape[1]
+    batch = batch_total if config.batch_size is None else min(config.batch_size, batch_total)
+
+    def losses(inp, tgt):
+        return _layer_loss(sub.blocks_at(inp), tgt)  # (k,)
+
+    for step in tqdm(range(config.steps + 1), desc="imitate", disable=not progress, leave=False):
+        if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+            with torch.no_grad():
+                per_layer = losses(inputs, target).cpu().tolist()
+            hist.eval_steps.append(offset + step)
+            if len(layers) == thin.depth:
+                hist.layer_loss.append(per_layer)
+            else:  # progressive: one layer at a time; keep a full row with NaN elsewhere
+                row = [math.nan] * thin.depth
+                for layer, v in zip(layers, per_layer, strict=True):
+                    row[layer] = v
+                hist.layer_loss.append(row)
+        if step == config.steps:
+            break
+        if config.batch_size is None:
+            inp, tgt = inputs, target
+        else:
+            idx = torch.randint(0, batch_total, (batch,), generator=gen).to(thin.device)
+            inp, tgt = inputs[:, idx], target[:, idx]
+        loss = losses(inp, tgt)
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(f"imitation diverged at step {step}")
+        grads = torch.autograd.grad(loss.sum(), [a, w, b])
+        with torch.no_grad():
+            for p, g in zip((a, w, b), grads, strict=True):
+                p.sub_(config.lr * n * g)
+        hist.particle_gradients += batch * n * len(layers)
+        hist.flops += 3.0 * len(layers) * batch * n * (4 * d + 4)
+    with torch.no_grad():
+        for p, q in zip(thin.parameters(), (a, w, b), strict=True):
+            p[sel] = q.detach()

@@ -1,0 +1,208 @@
+"""The discrete mean-field residual network of DESIGN §2.
+
+Holds: ``MeanFieldResNet``, L layers of N particles θ = (a, w, b) each, with
+
+    x_0     = E · input                                   (identity when E is None)
+    x_{l+1} = x_l + (1/L) · g_l(x_l),   g_l(x) = (1/N) Σ_i a_{l,i} σ(w_{l,i}·x + b_{l,i})
+    ŷ       = u · x_L                                     (x_L itself when u is None)
+
+for l = 0 … L-1. The 1/N and 1/L factors are the mean-field scalings: a layer is an average
+over its particles, and a residual step moves the state by O(1/L).
+Does not hold: training (see ``dynamics``), limits (see ``limits``), imitation.
+
+Shapes: a, w (L, N, d); b (L, N); u (d,); E (d, d_in); inputs (B, d_in); states (L+1, B, d).
+Computations run in torch (float32 or float64, CPU or CUDA); numpy inputs give numpy outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from meanfield.activations import Activation, get_activation
+
+Tensor = torch.Tensor
+
+
+def _numpy_io(method):
+    """Convert a numpy input to the net's dtype/device, and the result back to numpy."""
+
+    @functools.wraps(method)
+    def wrapper(self, x, *args, **kwargs):
+        is_numpy = isinstance(x, np.ndarray)
+        x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        out = method(self, x, *args, **kwargs)
+        if is_numpy:
+            return out.detach().cpu().numpy()
+        return out
+
+    return wrapper
+
+
+def _as_tensor(x, dtype, device) -> Tensor | None:
+    if x is None:
+        return None
+    return torch.as_tensor(x, dtype=dtype, device=device)
+
+
+class MeanFieldResNet:
+    """A depth-L, width-N mean-field ResNet; see the module docstring for the equations."""
+
+    def __init__(
+        self,
+        a: Tensor,
+        w: Tensor,
+        b: Tensor,
+        activation: str | Activation = "tanh",
+        readout: Tensor | None = None,
+        embedding: Tensor | None = None,
+    ):
+        if a.ndim != 3 or w.shape != a.shape:
+            raise ValueError(
+                f"a and w must both have shape (L, N, d); got {tuple(a.shape)} and {tuple(w.shape)}"
+            )
+        L, N, d = a.shape
+        if b.shape != (L, N):
+            raise ValueError(f"b must have shape (L, N) = {(L, N)}; got {tuple(b.shape)}")
+        if readout is not None and readout.shape != (d,):
+            raise ValueError(f"readout u must have shape (d,) = {(d,)}; got {tuple(readout.shape)}")
+        if embedding is not None and (embedding.ndim != 2 or embedding.shape[0] != d):
+            raise ValueError(
+                f"embedding E must have shape (d, d_in) with d = {d}; got {tuple(embedding.shape)}"
+            )
+        self.a, self.w, self.b = a, w, b
+        self.readout = readout
+        self.embedding = embedding
+        self.act = activation if isinstance(activation, Activation) else get_activation(activation)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        a,
+        w,
+        b,
+        activation: str = "tanh",
+        readout=None,
+        embedding=None,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ) -> MeanFieldResNet:
+        """Build a network from numpy arrays or tensors (copied).
+
+        ``dtype`` defaults to the dtype of ``a`` when it is floating (numpy float64 stays
+        float64), float32 otherwise.
+        """
+        if dtype is None:
+            probe = torch.as_tensor(a)
+            dtype = probe.dtype if probe.is_floating_point() else torch.float32
+        device = torch.device(device) if device is not None else torch.device("cpu")
+
+        def conv(x):
+            t = _as_tensor(x, dtype, device)
+            return None if t is None else t.detach().clone()
+
+        return cls(conv(a), conv(w), conv(b), activation, conv(readout), conv(embedding))
+
+    def clone(self) -> MeanFieldResNet:
+        def c(t):
+            return None if t is None else t.detach().clone()
+
+        return MeanFieldResNet(c(self.a), c(self.w), c(self.b), self.act, c(self.readout),
+                               c(self.embedding))
+
+    def to(self, dtype: torch.dtype | None = None, device=None) -> MeanFieldResNet:
+        """A copy in another dtype and/or on another device."""
+        dtype = dtype or self.dtype
+        device = device or self.device
+
+        def c(t):
+            return None if t is None else t.detach().to(dtype=dtype, device=device).clone()
+
+        return MeanFieldResNet(c(self.a), c(self.w), c(self.b), self.act, c(self.readout),
+                               c(self.embedding))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def depth(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.a.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.a.shape[2]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.a.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.a.device
+
+    @property
+    def activation(self) -> str:
+        return self.act.name
+
+    def parameters(self) -> list[Tensor]:
+        """The particle tensors [a, w, b] (readout and embedding are fixed)."""
+        return [self.a, self.w, self.b]
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        return {k: t.detach().cpu().numpy() for k, t in zip("awb", self.parameters(), strict=True)}
+
+    # ------------------------------------------------------------------ the maps
+    def block(self, layer: int, x: Tensor) -> Tensor:
+        """g_l(x) = (1/N) Σ_i a_i σ(w_i·x + b_i) for one layer; x (B, d) -> (B, d)."""
+        h = self.act.fn(x @ self.w[layer].T + self.b[layer])  # (B, N)
+        return h @ self.a[layer] / self.width  # (B, d)
+
+    def blocks_at(self, z: Tensor) -> Tensor:
+        """All layers at once on given inputs: z (L, B, d) -> (g_l(z_l))_l of shape (L, B, d)."""
+        pre = torch.einsum("lbd,lnd->lbn", z, self.w) + self.b[:, None, :]  # (L, B, N)
+        return torch.einsum("lbn,lnd->lbd", self.act.fn(pre), self.a) / self.width  # (L, B, d)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return x if self.embedding is None else x @ self.embedding.T  # (B, d)
+
+    def read(self, xL: Tensor) -> Tensor:
+        return xL if self.readout is None else xL @ self.readout  # (B,) or (B, d)
+
+    def _states(self, x: Tensor) -> Tensor:
+        xs = [self.embed(x)]
+        for layer in range(self.depth):
+            xs.append(xs[-1] + self.block(layer, xs[-1]) / self.depth)
+        return torch.stack(xs)  # (L+1, B, d)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        h = self.embed(x)
+        for layer in range(self.depth):
+            h = h + self.block(layer, h) / self.depth
+        return self.read(h)
+
+    @_numpy_io
+    def states(self, x) -> Tensor:
+        """The L+1 hidden states x_0 … x_L; input (B, d_in) -> (L+1, B, d)."""
+        return self._states(x)
+
+    @_numpy_io
+    def __call__(self, x) -> Tensor:
+        """The output u·x_L, shape (B,); or x_L, shape (B, d), when there is no readout."""
+        return self._forward(x)
+
+    def lipschitz_bound(self) -> Tensor:
+        """Per-layer rigorous Lipschitz bound of g_l: (1/N) Σ_i ‖a_i‖‖w_i‖ · sup|σ'|, shape (L,)."""
+        per_particle = self.a.norm(dim=-1) * self.w.norm(dim=-1)  # (L, N)
+        return per_particle.mean(dim=1) * self.act.sup_prime
+
+    def __repr__(self) -> str:
+        return (
+            f"MeanFieldResNet(L={self.depth}, N={self.width}, d={self.dim}, "
+            f"activation={self.activation!r}, readout={self.readout is not None}, "
+            f"dtype={self.dtype}, device={self.device})"
+        )
