@@ -16,7 +16,7 @@ from gowide import __version__
 from gowide.errors import UsageError
 
 # Modules that add subcommands, in the order they appear in ``gowide --help``.
-COMMAND_MODULES = ("meanfield.cli", "gowide.reproduce")
+COMMAND_MODULES = ("meanfield.cli", "gowide.reproduce", "empirical.cli")
 
 
 class Parser(argparse.ArgumentParser):

@@ -6,8 +6,9 @@ Holds:
   residual updates (the size of a). Near 0 the network is close to the identity map and the
   task is almost linear. Because each layer is an average over many neurons, the teacher's
   function is smooth, and it takes a large amplitude to move far from linear: with the
-  default pre-activation scale 3, difficulty 8 leaves about 10–30% of the target's variance
-  unexplained by the best linear fit (the exact share is reported with every task);
+  default pre-activation scale 3, d = 8 and L = 8, difficulty 8 leaves 4–30% of the
+  target's variance unexplained by the best linear fit, depending on the seed (the exact
+  share is reported with every task);
 - ``friedman_task``: the classic Friedman #1 function,
   y = 10 sin(π x1 x2) + 20 (x3 − 1/2)² + 10 x4 + 5 x5 on x ~ U[0, 1]^d (d ≥ 5).
 Targets are centred and scaled to unit variance on the training set; inputs of the

@@ -1,0 +1,150 @@
+"""The gowide command line: help everywhere, one-line errors, and the quick runs end to end."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gowide.cli import build_parser, main
+
+
+def _subcommand_paths(parser, prefix=()):
+    paths = [prefix]
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                paths += _subcommand_paths(sub, prefix + (name,))
+    return paths
+
+
+def _run(argv, capsys):
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_top_level_help_lists_subcommands(capsys):
+    code, out, _ = _run(["--help"], capsys)
+    assert code == 0
+    for name in ("meanfield", "reproduce"):
+        assert name in out
+
+
+@pytest.mark.parametrize("path", _subcommand_paths(build_parser()))
+def test_every_subcommand_has_help(path, capsys):
+    code, out, _ = _run(list(path) + ["--help"], capsys)
+    assert code == 0
+    assert "usage: gowide" in out
+
+
+BAD = [
+    [],
+    ["nonsense"],
+    ["--bogus"],
+    ["meanfield"],
+    ["meanfield", "limits"],
+    ["meanfield", "limits", "--out"],
+    ["meanfield", "limits", "--out", "x", "--seeds", "0"],
+    ["meanfield", "limits", "--out", "x", "--seeds", "two"],
+    ["meanfield", "limits", "--out", "x", "--seeds", "-3"],
+    ["meanfield", "limits", "--out", "x", "--activation", "sigmoid"],
+    ["meanfield", "limits", "--out", "x", "--dtype", "float16"],
+    ["meanfield", "limits", "--out", "x", "--device", "tpu"],
+    ["meanfield", "limits", "--out", "x", "--quick", "--wat"],
+    ["reproduce", "--quick", "--out"],
+    ["reproduce", "--frobnicate"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD, ids=[" ".join(a) or "<empty>" for a in BAD])
+def test_bad_input_gives_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(argv, capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert not any(tmp_path.iterdir()), "nothing may be written on bad input"
+
+
+def test_output_path_that_is_a_file_is_a_usage_error(capsys, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    code, _, err = _run(["meanfield", "limits", "--quick", "--out", str(target)], capsys)
+    assert code == 2 and "not a directory" in err and len(err.strip().splitlines()) == 1
+    assert target.read_text() == "keep me"
+
+
+def test_cuda_without_a_device_is_a_usage_error(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    code, _, err = _run(["meanfield", "limits", "--quick", "--device", "cuda", "--out",
+                         str(tmp_path / "o")], capsys)
+    assert code == 2 and "CUDA" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_malformed_results_file_is_a_usage_error(capsys, tmp_path):
+    results = tmp_path / "res" / "meanfield" / "limits"
+    results.mkdir(parents=True)
+    (results / "limits.json").write_text("{not json")
+    code, _, err = _run(["reproduce", "--out", str(tmp_path / "out"), "--results",
+                         str(tmp_path / "res")], capsys)
+    assert code == 2 and "not valid JSON" in err
+
+
+@pytest.fixture(scope="module")
+def quick_limits(tmp_path_factory):
+    """`gowide meanfield limits --quick` run as a user would, with two seeds."""
+    out = tmp_path_factory.mktemp("limits")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gowide", "meanfield", "limits", "--quick", "--seeds", "2",
+         "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_quick_limits_writes_results_and_figures(quick_limits):
+    out, proc = quick_limits
+    data = json.loads((out / "limits.json").read_text())
+    for key in ("width_slope", "width_slope_trained", "depth_slope"):
+        s = data[key]
+        assert set(s) >= {"value", "ci_low", "ci_high", "predicted", "seeds"}
+        assert s["predicted"] == -1.0 and s["seeds"] == [0, 1]
+        assert s["ci_low"] <= s["value"] <= s["ci_high"]
+        assert -1.5 < s["value"] < -0.5  # a sanity range; the rate tests are in test_limits
+    assert data["config"]["seeds"] == [0, 1]
+    assert data["provenance"]["versions"]["torch"]
+    assert data["provenance"]["device"] == "cpu"
+    for stem in ("limits_width", "limits_depth"):
+        assert (out / f"{stem}.png").stat().st_size > 1000
+        assert (out / f"{stem}.pdf").stat().st_size > 1000
+    assert "depth slope" in proc.stdout and "results:" in proc.stdout
+    assert not list(out.glob(".*.tmp")), "no temporary files may be left behind"
+
+
+def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path):
+    out, _ = quick_limits
+    results = tmp_path / "results"
+    (results / "meanfield" / "limits").mkdir(parents=True)
+    shutil.copy(out / "limits.json", results / "meanfield" / "limits" / "limits.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gowide", "reproduce", "--quick", "--out", str(tmp_path / "fig"),
+         "--results", str(results)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "reusing" in proc.stdout
+    report = (tmp_path / "fig" / "REPORT.md").read_text()
+    assert "P1 width rate" in report and "P2 depth rate" in report
+    assert "limits_width.png" in report
+    assert (tmp_path / "fig" / "limits_depth.png").exists()
+    assert Path(tmp_path / "fig" / "manifest.json").exists()
