@@ -16,6 +16,8 @@ DEFAULT_OUT = Path("figures/out")
 
 
 def register(sub) -> None:
+    from gowide.cli import positive_int
+
     parser = sub.add_parser(
         "reproduce",
         help="compute missing results, draw all figures, write REPORT.md",
@@ -29,15 +31,20 @@ def register(sub) -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="results directory; default OUT/results with --quick, else results/")
     parser.add_argument("--force", action="store_true", help="recompute results that exist")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="torch CPU threads for the simulations")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=reproduce_command)
 
 
 def reproduce_command(args) -> int:
+    import torch
+
     from gowide.atomic import write_json
     from gowide.paths import output_dir, read_json
     from gowide.provenance import provenance
 
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     out = output_dir(args.out)
     results_dir = args.results or (out / "results" if args.quick else Path("results"))

@@ -88,9 +88,9 @@ class LimitsConfig:
     @classmethod
     def full(cls, **overrides) -> LimitsConfig:
         base = dict(widths=(16, 32, 64, 128, 256, 512, 1024, 2048), draws=32,
-                    train_widths=(16, 32, 64, 128, 256, 512), train_draws=6,
-                    reference_width=8192, train_steps=300, train_lr=0.05,
-                    seeds=(0, 1, 2, 3, 4, 5, 6, 7))
+                    train_widths=(16, 32, 64, 128, 256), train_draws=6,
+                    reference_width=4096, train_steps=300, train_lr=0.05,
+                    seeds=(0, 1, 2, 3, 4, 5))
         base.update(overrides)
         return cls(**base)
 

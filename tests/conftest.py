@@ -4,6 +4,10 @@ import torch
 
 from meanfield import MeanFieldResNet
 
+# The simulations are many small tensor operations: one thread is as fast as two and never
+# oversubscribes a shared machine.
+torch.set_num_threads(1)
+
 
 def random_net(L=3, N=5, d=4, activation="tanh", readout=True, seed=0, dtype=torch.float64):
     rng = np.random.default_rng(seed)
