@@ -30,17 +30,10 @@ def register(sub) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    lim.add_argument("--quick", action="store_true", help="small preset for CI and laptops")
-    lim.add_argument("--out", type=Path, required=True, help="output directory")
-    lim.add_argument("--seeds", type=positive_int, default=None,
-                     help="number of seeds (0..N-1); default: the preset's")
+    _common_arguments(lim)
     lim.add_argument("--activation", choices=ACTIVATION_NAMES, default="tanh")
     lim.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     lim.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    lim.add_argument("--threads", type=positive_int, default=1,
-                     help="torch CPU threads (these simulations are many small operations: "
-                          "one thread is usually fastest and never oversubscribes the machine)")
-    lim.add_argument("--no-progress", action="store_true", help="hide progress bars")
     lim.set_defaults(func=limits_command)
 
     cmp_ = msub.add_parser(
@@ -55,13 +48,19 @@ def register(sub) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    cmp_.add_argument("--quick", action="store_true", help="small preset for CI and laptops")
-    cmp_.add_argument("--out", type=Path, required=True, help="output directory")
-    cmp_.add_argument("--seeds", type=positive_int, default=None,
-                      help="number of seeds (0..N-1); default: the preset's")
-    cmp_.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    cmp_.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _common_arguments(cmp_)
     cmp_.set_defaults(func=compare_command)
+
+
+def _common_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true", help="small preset for CI and laptops")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help="number of seeds (0..N-1); default: the preset's")
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="torch CPU threads (these simulations are many small operations: "
+                             "one thread is usually fastest and never oversubscribes the machine)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def check_device(device: str, threads: int = 1) -> None:

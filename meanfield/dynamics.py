@@ -31,6 +31,16 @@ from meanfield.network import MeanFieldResNet
 Tensor = torch.Tensor
 
 
+def check_schedule(steps: int, lr: float, batch_size: int | None) -> None:
+    """Validate the fields every gradient-descent config shares."""
+    if steps < 0:
+        raise ValueError(f"steps must be ≥ 0, got {steps}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1 or None, got {batch_size}")
+
+
 @dataclass
 class TrainConfig:
     steps: int = 200
@@ -43,12 +53,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 0:
-            raise ValueError(f"steps must be ≥ 0, got {self.steps}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be ≥ 1 or None, got {self.batch_size}")
+        check_schedule(self.steps, self.lr, self.batch_size)
         if self.weight_decay < 0 or self.temperature < 0:
             raise ValueError("weight_decay and temperature must be ≥ 0")
 

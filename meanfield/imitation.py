@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from meanfield.dynamics import check_schedule
 from meanfield.network import MeanFieldResNet
 
 Tensor = torch.Tensor
@@ -48,12 +49,7 @@ class ImitationConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be ≥ 0, got {self.steps}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be ≥ 1 or None, got {self.batch_size}")
+        check_schedule(self.steps, self.lr, self.batch_size)
 
 
 @dataclass
