@@ -10,9 +10,117 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_OUT = Path("figures/out")
+
+
+@dataclass
+class Job:
+    """One experiment: where its result lives, how to compute it and how to draw it."""
+
+    name: str
+    relpath: str  # under the results directory
+    compute: Callable[[bool, bool], dict]  # (quick, progress) -> results
+    draw: Callable[[dict, Path], list]
+    report: Callable[[dict], list[str]]
+
+
+def _limits(quick: bool, progress: bool) -> dict:
+    from meanfield.experiments import LimitsConfig, run_limits
+
+    return run_limits(LimitsConfig.quick() if quick else LimitsConfig.full(), progress=progress)
+
+
+def _compare(quick: bool, progress: bool) -> dict:
+    from meanfield.compare import CompareConfig, run_compare
+
+    return run_compare(CompareConfig.quick() if quick else CompareConfig.full(),
+                       progress=progress)
+
+
+def _draw_limits(results, out):
+    from figures.fig_limits import draw
+
+    return draw(results, out)
+
+
+def _draw_compare(results, out):
+    from figures.fig_compare import draw
+
+    return draw(results, out)
+
+
+def _interval(s: dict) -> str:
+    def f(x):
+        return "n/a" if x is None else f"{x:+.3f}"
+
+    return f"{f(s['value'])} [{f(s['ci_low'])}, {f(s['ci_high'])}]"
+
+
+def _report_limits(limits: dict) -> list[str]:
+    names = {
+        "width_slope": ("P1 width rate, at initialisation",
+                        "log-log slope of mean squared deviation vs N"),
+        "width_slope_trained": ("P1 width rate, after training",
+                                "same, after mean-field gradient descent for a fixed time"),
+        "depth_slope": ("P2 depth rate", "log-log slope of RMS error vs L against the ODE"),
+    }
+    rows = []
+    for key, (name, what) in names.items():
+        s = limits[key]
+        held = "yes" if s["held"] else "**no**"
+        rows.append(f"| {name} | {what} | {s['predicted']:+.1f} ± {s['tolerance']} | "
+                    f"{_interval(s)} | {held} |")
+    return [
+        "## Mean-field limits (P1, P2)",
+        "",
+        "Each rate is the across-seed mean of per-seed log-log slopes with a 95% Student-t "
+        "interval. A prediction is marked held when the mean lies within the stated tolerance.",
+        "",
+        "| prediction | measured quantity | predicted | measured [95% CI] | held |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "![width limit](limits_width.png)",
+        "",
+        "![depth limit](limits_depth.png)",
+        "",
+    ]
+
+
+def _report_compare(res: dict) -> list[str]:
+    task = res.get("task", {})
+    rows = [f"| {v['prediction']} | {v['predicted']} | {v['measured']} | "
+            f"{'yes' if v['held'] else '**no**'} |" for v in res["verdicts"]]
+    return [
+        "## Imitation versus back-propagation (P3–P5)",
+        "",
+        f"Task: {task.get('name', '?')}; best linear fit loss {task.get('linear_loss', 0):.3f} "
+        f"against constant predictor {task.get('constant_loss', 0):.3f}. Share of "
+        f"configurations within the stability bound: {res['bound_holds_fraction']:.3f}.",
+        "",
+        "| prediction | predicted | measured | held |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "![deviation against width](compare_width.png)",
+        "",
+        "![deviation against depth](compare_depth.png)",
+        "",
+        "![efficiency](compare_efficiency.png)",
+        "",
+    ]
+
+
+JOBS = (
+    Job("mean-field limit checks (P1, P2)", "meanfield/limits/limits.json", _limits,
+        _draw_limits, _report_limits),
+    Job("imitation versus back-propagation (P3-P5)", "meanfield/compare/compare.json",
+        _compare, _draw_compare, _report_compare),
+)
 
 
 def register(sub) -> None:
@@ -40,7 +148,7 @@ def register(sub) -> None:
 def reproduce_command(args) -> int:
     import torch
 
-    from gowide.atomic import write_json
+    from gowide.atomic import write_json, write_text
     from gowide.paths import output_dir, read_json
     from gowide.provenance import provenance
 
@@ -49,33 +157,32 @@ def reproduce_command(args) -> int:
     out = output_dir(args.out)
     results_dir = args.results or (out / "results" if args.quick else Path("results"))
     preset = "quick" if args.quick else "full"
-    limits_path = output_dir(results_dir / "meanfield" / "limits") / "limits.json"
+    steps = len(JOBS) + 1
+    loaded, figures, sections = {}, [], []
+    for i, job in enumerate(JOBS, 1):
+        path = results_dir / job.relpath
+        output_dir(path.parent)
+        print(f"[{i}/{steps}] {job.name} ({preset} preset)")
+        if path.exists() and not args.force:
+            print(f"      reusing {path}")
+            results = read_json(path, job.name)
+        else:
+            results = job.compute(args.quick, not args.no_progress)
+            results["preset"] = preset
+            results["provenance"] = provenance("cpu")
+            write_json(path, results)
+            print(f"      wrote {path}")
+        loaded[job.relpath] = path
+        figures += job.draw(results, out)
+        sections += job.report(results)
+        machine = results.get("provenance", {})
 
-    print(f"[1/2] mean-field limit checks ({preset} preset)")
-    if limits_path.exists() and not args.force:
-        print(f"      reusing {limits_path}")
-        limits = read_json(limits_path, "limits")
-    else:
-        from meanfield.experiments import LimitsConfig, run_limits
-
-        cfg = LimitsConfig.quick() if args.quick else LimitsConfig.full()
-        limits = run_limits(cfg, progress=not args.no_progress)
-        limits["preset"] = preset
-        limits["provenance"] = provenance("cpu")
-        write_json(limits_path, limits)
-        print(f"      wrote {limits_path}")
-
-    print("[2/2] figures and report")
-    from figures.fig_limits import draw
-
-    figures = draw(limits, out)
+    print(f"[{steps}/{steps}] report")
     report = out / "REPORT.md"
-    from gowide.atomic import write_text
-
-    write_text(report, render_report(limits, limits_path, out, preset))
+    write_text(report, render_report(sections, loaded, machine, preset))
     write_json(out / "manifest.json", {
         "preset": preset,
-        "results": {"limits": str(limits_path)},
+        "results": {k: str(v) for k, v in loaded.items()},
         "figures": [str(p) for p in figures],
         "report": str(report),
         "seconds": time.perf_counter() - start,
@@ -83,57 +190,21 @@ def reproduce_command(args) -> int:
     print(f"\nDone in {time.perf_counter() - start:.0f} s.")
     print(f"Report:  {report}")
     print(f"Figures: {out}/ ({len(figures)} files)")
-    print(f"Results: {limits_path}")
+    print(f"Results: {results_dir}/")
     return 0
 
 
-def _interval(s: dict) -> str:
-    def f(x):
-        return "n/a" if x is None else f"{x:+.3f}"
-
-    return f"{f(s['value'])} [{f(s['ci_low'])}, {f(s['ci_high'])}]"
-
-
-def render_report(limits: dict, limits_path: Path, out: Path, preset: str) -> str:
-    prov = limits.get("provenance", {})
+def render_report(sections: list[str], loaded: dict, prov: dict, preset: str) -> str:
     machine = prov.get("machine", {})
-    rows = []
-    names = {
-        "width_slope": ("P1 width rate, at initialisation",
-                        "log-log slope of mean squared deviation vs N"),
-        "width_slope_trained": ("P1 width rate, after training",
-                                "same, after mean-field gradient descent for a fixed time"),
-        "depth_slope": ("P2 depth rate", "log-log slope of RMS error vs L against the ODE"),
-    }
-    for key, (name, what) in names.items():
-        s = limits[key]
-        held = "yes" if s["held"] else "**no**"
-        rows.append(f"| {name} | {what} | {s['predicted']:+.1f} ± {s['tolerance']} | "
-                    f"{_interval(s)} | {held} |")
-    seeds = limits.get("seeds", [])
-    lines = [
+    sources = ", ".join(f"`{p}`" for p in loaded.values())
+    return "\n".join([
         "# gowide — reproduction report",
         "",
-        f"Preset: **{preset}**. Seeds: {seeds}. Machine: {machine.get('cpu', '?')} "
+        f"Preset: **{preset}**. Machine: {machine.get('cpu', '?')} "
         f"({machine.get('cpu_count', '?')} cores), device {prov.get('device', '?')}, "
-        f"torch {prov.get('versions', {}).get('torch', '?')}. "
-        f"Results: `{limits_path}`.",
+        f"torch {prov.get('versions', {}).get('torch', '?')}. Results: {sources}.",
         "",
-        "## Mean-field limits",
+        *sections,
+        "The empirical claims (C1–C4) are not in this report yet.",
         "",
-        "Each rate is the across-seed mean of per-seed log-log slopes with a 95% Student-t "
-        "interval. A prediction is marked held when the mean lies within the stated tolerance.",
-        "",
-        "| prediction | measured quantity | predicted | measured [95% CI] | held |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-        "![width limit](limits_width.png)",
-        "",
-        "![depth limit](limits_depth.png)",
-        "",
-        "Still to come in this report: imitation versus back-propagation (P3–P5) and the "
-        "empirical claims (C1–C4).",
-        "",
-    ]
-    return "\n".join(lines)
+    ])

@@ -136,6 +136,15 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path):
     results = tmp_path / "results"
     (results / "meanfield" / "limits").mkdir(parents=True)
     shutil.copy(out / "limits.json", results / "meanfield" / "limits" / "limits.json")
+    from gowide.atomic import write_json
+    from meanfield.compare import CompareConfig, run_compare
+
+    tiny = CompareConfig(n_train=64, n_test=64, wide_width=64, wide_steps=40, widths=(4, 8),
+                         width_depth=2, depths=(2, 4), depth_width=4, imitation_steps=20,
+                         bp_steps=30, bp_reference_width=64, eff_width=4, eff_depth=4,
+                         eff_max_steps=100, seeds=(0, 1))
+    write_json(results / "meanfield" / "compare" / "compare.json",
+               run_compare(tiny, progress=False))
     proc = subprocess.run(
         [sys.executable, "-m", "gowide", "reproduce", "--quick", "--out", str(tmp_path / "fig"),
          "--results", str(results)],
@@ -144,7 +153,8 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "reusing" in proc.stdout
     report = (tmp_path / "fig" / "REPORT.md").read_text()
-    assert "P1 width rate" in report and "P2 depth rate" in report
+    assert "P1 width rate" in report and "P2 depth rate" in report and "P5" in report
     assert "limits_width.png" in report
-    assert (tmp_path / "fig" / "limits_depth.png").exists()
+    for stem in ("limits_depth", "compare_width", "compare_depth", "compare_efficiency"):
+        assert (tmp_path / "fig" / f"{stem}.png").exists()
     assert Path(tmp_path / "fig" / "manifest.json").exists()
