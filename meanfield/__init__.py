@@ -19,7 +19,7 @@ from meanfield.imitation import ImitationConfig, block_errors, imitate, subsampl
 from meanfield.limits import WidthLimit, linear_ode_solution, solve_depth_limit
 from meanfield.network import MeanFieldResNet
 from meanfield.particles import GaussianParticleLaw, ParticleFamily
-from meanfield.tasks import Task, friedman_task, teacher_task
+from meanfield.tasks import Task, friedman_task, ridge_task, teacher_task
 
 __all__ = [
     "GaussianParticleLaw",
@@ -35,6 +35,7 @@ __all__ = [
     "imitate",
     "linear_ode_solution",
     "solve_depth_limit",
+    "ridge_task",
     "subsample",
     "teacher_task",
     "train",

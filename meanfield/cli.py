@@ -49,6 +49,8 @@ def register(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _common_arguments(cmp_)
+    cmp_.add_argument("--task", choices=("teacher", "ridge"), default="teacher",
+                      help="teacher: smooth mean-field teacher; ridge: sum of sharp ridges")
     cmp_.set_defaults(func=compare_command)
 
 
@@ -107,7 +109,7 @@ def compare_command(args) -> int:
     from meanfield.compare import CompareConfig, run_compare
 
     check_device("cpu", args.threads)
-    overrides = {}
+    overrides = {"task": args.task}
     if args.seeds is not None:
         overrides["seeds"] = tuple(range(args.seeds))
     cfg = (CompareConfig.quick if args.quick else CompareConfig.full)(**overrides)

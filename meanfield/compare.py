@@ -39,7 +39,7 @@ from meanfield.network import MeanFieldResNet
 from meanfield.particles import GaussianParticleLaw
 from meanfield.stability import stability_report
 from meanfield.stats import loglog_slope, mean_interval, slope_summary
-from meanfield.tasks import teacher_task
+from meanfield.tasks import ridge_task, teacher_task
 
 MODES = ("teacher_forced", "progressive")
 
@@ -48,6 +48,8 @@ MODES = ("teacher_forced", "progressive")
 class CompareConfig:
     dim: int = 8
     activation: str = "tanh"
+    task: str = "teacher"  # "teacher" (smooth mean-field teacher) or "ridge" (see tasks)
+    task_seed: int | None = None  # None: a new task per seed
     difficulty: float = 8.0  # teacher task
     n_train: int = 512
     n_test: int = 512
@@ -86,6 +88,8 @@ class CompareConfig:
         return cls(**overrides)
 
     def validate(self) -> None:
+        if self.task not in ("teacher", "ridge"):
+            raise ValueError(f"task must be 'teacher' or 'ridge', got {self.task!r}")
         if max(self.widths) > self.wide_width or self.depth_width > self.wide_width:
             raise ValueError("thin widths must not exceed wide_width (subsampling)")
         if self.bp_reference_width < 4 * max(self.widths):
@@ -114,8 +118,14 @@ class _Seed:
 
     def __init__(self, cfg: CompareConfig, seed: int):
         self.cfg, self.seed = cfg, seed
-        self.task = teacher_task(dim=cfg.dim, depth=8, width=2048, difficulty=cfg.difficulty,
-                                 n_train=cfg.n_train, n_test=cfg.n_test, seed=seed)
+        task_seed = seed if cfg.task_seed is None else cfg.task_seed
+        if cfg.task == "ridge":
+            self.task = ridge_task(dim=cfg.dim, n_train=cfg.n_train, n_test=cfg.n_test,
+                                   seed=task_seed)
+        else:
+            self.task = teacher_task(dim=cfg.dim, depth=8, width=2048,
+                                     difficulty=cfg.difficulty, n_train=cfg.n_train,
+                                     n_test=cfg.n_test, seed=task_seed)
         u = np.random.default_rng([seed, 7]).normal(size=cfg.dim)
         self.u = u / np.linalg.norm(u)
         self._wide: dict[int, tuple] = {}

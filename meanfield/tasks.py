@@ -9,6 +9,10 @@ Holds:
   default pre-activation scale 3, d = 8 and L = 8, difficulty 8 leaves 4–30% of the
   target's variance unexplained by the best linear fit, depending on the seed (the exact
   share is reported with every task);
+- ``ridge_task``: a sum of m sharp ridge functions y = Σ_j c_j tanh(ω v_j·x + β_j) with random
+  directions v_j; with m larger than a thin net's neuron count n·L it cannot be represented
+  by the thin net, so width matters (unlike the smooth teacher above, which thin nets of a
+  few particles per layer fit about as well as wide ones);
 - ``friedman_task``: the classic Friedman #1 function,
   y = 10 sin(π x1 x2) + 20 (x3 − 1/2)² + 10 x4 + 5 x5 on x ~ U[0, 1]^d (d ≥ 5).
 Targets are centred and scaled to unit variance on the training set; inputs of the
@@ -121,4 +125,21 @@ def friedman_task(dim: int = 8, n_train: int = 512, n_test: int = 512, noise: fl
                    info)
 
 
-TASKS = {"teacher": teacher_task, "friedman": friedman_task}
+def ridge_task(dim: int = 8, ridges: int = 64, frequency: float = 4.0, n_train: int = 1024,
+               n_test: int = 1024, noise: float = 0.0, seed: int = 0) -> Task:
+    """y = Σ_j c_j tanh(ω v_j·x + β_j), v_j ~ N(0, I/d), c_j, β_j ~ N(0, 1); x ~ N(0, I_d)."""
+    if ridges < 1 or frequency <= 0:
+        raise ValueError("ridges must be ≥ 1 and frequency > 0")
+    rng = np.random.default_rng(seed)
+    V = rng.normal(size=(ridges, dim)) / np.sqrt(dim)
+    c, beta = rng.normal(size=ridges), rng.normal(size=ridges)
+    X = rng.normal(size=(n_train + n_test, dim))
+    y = np.tanh(frequency * X @ V.T + beta) @ c  # (n,)
+    y = y + noise * y.std() * rng.normal(size=y.shape)
+    info = {"kind": "ridge", "ridges": ridges, "frequency": frequency, "noise": noise,
+            "seed": seed}
+    return _finish(f"ridge(d={dim},m={ridges},omega={frequency:g})", X[:n_train], y[:n_train],
+                   X[n_train:], y[n_train:], info)
+
+
+TASKS = {"teacher": teacher_task, "ridge": ridge_task, "friedman": friedman_task}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from meanfield import friedman_task, teacher_task
+from meanfield import friedman_task, ridge_task, teacher_task
 from meanfield.tasks import best_linear_loss
 
 
@@ -43,3 +43,11 @@ def test_bad_task_parameters_raise():
         friedman_task(dim=3)
     with pytest.raises(ValueError):
         teacher_task(difficulty=-1.0)
+
+
+def test_ridge_task_is_far_from_linear_and_seeded():
+    t = ridge_task(seed=2)
+    assert t.linear_loss / t.constant_loss > 0.2
+    np.testing.assert_array_equal(t.y_test, ridge_task(seed=2).y_test)
+    with pytest.raises(ValueError):
+        ridge_task(ridges=0)
