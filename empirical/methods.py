@@ -1,0 +1,272 @@
+"""Training methods as compositions of stages, and the runner that executes one method.
+
+Every method is a short list of :class:`~empirical.stages.Stage` objects built from the run
+configuration, so the baselines share the harness, the data order and the compute accounting
+of the method they are compared with:
+
+=====================  =====================================================================
+``ours``               wide (stage 1) → imitate (stage 2) → fine-tune, labels + KD (stage 3)
+``ours_no_ft``         wide → imitate (no stage 3)
+``ours_simultaneous``  stage 2 trains every block at once (same number of steps)
+``ours_labels_only``   stage 3 on labels only
+``ours_teacher_forced`` stage 2 with teacher-forced block inputs
+``subsample_init``     wide → mean-field warm start by subsampling → fine-tune (no imitation)
+``teacher``            the wide model itself (stage 1 only)
+``scratch``            the thin model trained on labels for stage 3's steps
+``scratch_long``       the thin model trained on labels for stage 2's + stage 3's steps
+``deeper``             a deeper thin model (``deeper_depth``) trained on labels
+``kd``                 wide → thin trained on labels + KD from a random start (Hinton)
+``fitnets``            wide → one hint at the middle block, every block below it trainable
+                       (FitNets stage 1) → labels + KD (FitNets stage 2)
+=====================  =====================================================================
+
+For the ``bert`` task each method's final model is then fine-tuned on the downstream
+classification task (stage ``downstream``), identically for every method.
+
+A run writes ``DIR/checkpoints/<i>-<stage>.pt`` after each stage (atomically), then
+``DIR/model.pt`` (the final model's weights) and ``DIR/result.json``. ``resume=True`` loads
+the finished stages' checkpoints instead of running them again.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from empirical.capture import block_names
+from empirical.config import RunConfig
+from empirical.stages import RunState, Stage, run_stage
+from empirical.tasks import make_task
+from empirical.train import load_checkpoint, prepare_model, save_checkpoint, setup_context
+from gowide.atomic import write_json
+from gowide.errors import UsageError
+from gowide.provenance import provenance
+
+ROLE_SEEDS = {"wide": 1, "thin": 2, "deeper": 3}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    stages: Callable[[RunConfig, int], list[Stage]]  # (config, thin blocks) -> stages
+    final_role: str = "thin"
+
+
+def _wide(c: RunConfig) -> Stage:
+    return Stage("wide", "wide", "wide", c.wide)
+
+
+def _imitate(c: RunConfig, **changes) -> Stage:
+    return Stage("imitate", "imitate", "thin", replace(c.imitate, **changes), teacher="wide")
+
+
+def _finetune(c: RunConfig, **changes) -> Stage:
+    return Stage("finetune", "finetune", "thin", replace(c.finetune, **changes), teacher="wide")
+
+
+def _kd(c: RunConfig) -> Stage:
+    if c.finetune.kd_weight <= 0:
+        raise UsageError(f"method {c.method!r} needs finetune.kd_weight > 0")
+    return _finetune(c)
+
+
+def _progressive_steps(c: RunConfig, n_blocks: int) -> int:
+    return c.imitate.steps_per_block * n_blocks
+
+
+def _scratch(c: RunConfig, role: str = "thin", steps: int | None = None) -> Stage:
+    cfg = replace(c.finetune, kd_weight=0.0, steps=steps or c.finetune.steps)
+    return Stage("scratch", "finetune", role, cfg)
+
+
+def _fitnets(c: RunConfig, n: int) -> list[Stage]:
+    middle = f"__middle_of_{n}"  # resolved against the model in run()
+    hint = _imitate(c, blocks=[middle], schedule="progressive", lower_blocks="trainable",
+                    inputs="thin", steps_per_block=_progressive_steps(c, n))
+    return [_wide(c), replace(hint, name="hint"), _kd(c)]
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("ours", "wide → layerwise imitation → fine-tune",
+           lambda c, n: [_wide(c), _imitate(c), _finetune(c)]),
+    Method("ours_no_ft", "wide → layerwise imitation, no fine-tuning",
+           lambda c, n: [_wide(c), _imitate(c)]),
+    Method("ours_simultaneous", "stage 2 trains all blocks at once",
+           lambda c, n: [_wide(c), _imitate(c, schedule="simultaneous",
+                                             steps=_progressive_steps(c, n)), _finetune(c)]),
+    Method("ours_labels_only", "stage 3 on labels only",
+           lambda c, n: [_wide(c), _imitate(c), _finetune(c, kd_weight=0.0)]),
+    Method("ours_teacher_forced", "stage 2 with teacher-forced inputs",
+           lambda c, n: [_wide(c), _imitate(c, inputs="teacher"), _finetune(c)]),
+    Method("subsample_init", "wide → mean-field subsample warm start → fine-tune",
+           lambda c, n: [_wide(c), Stage("subsample", "subsample", "thin", c.imitate,
+                                                teacher="wide"),
+                         _finetune(c)]),
+    Method("teacher", "the wide model", lambda c, n: [_wide(c)], final_role="wide"),
+    Method("scratch", "thin from scratch, stage 3's steps", lambda c, n: [_scratch(c)]),
+    Method("scratch_long", "thin from scratch, stage 2's + stage 3's steps",
+           lambda c, n: [_scratch(c, steps=c.finetune.steps + _progressive_steps(c, n))]),
+    Method("deeper", "deeper thin model from scratch",
+           lambda c, n: [_scratch(c, role="deeper")], final_role="deeper"),
+    Method("kd", "output-level distillation from the wide model (Hinton)",
+           lambda c, n: [_wide(c), _kd(c)]),
+    Method("fitnets", "FitNets: one middle hint, then KD", _fitnets),
+]}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise UsageError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def build_role(task, role: str, seed: int, ctx):
+    """A freshly initialised model of ``role``, seeded so it is the same in every run."""
+    torch.manual_seed(seed * 7919 + ROLE_SEEDS[role])
+    return prepare_model(task.build(role), ctx)
+
+
+def _resolve_blocks(stages: list[Stage], names: list[str]) -> list[Stage]:
+    out = []
+    for s in stages:
+        blocks = getattr(s.config, "blocks", None)
+        if blocks and blocks[0].startswith("__middle_of_"):
+            s = replace(s, config=replace(s.config, blocks=[names[len(names) // 2]]))
+        out.append(s)
+    return out
+
+
+def _config_key(cfg: RunConfig) -> dict:
+    d = cfg.to_dict()
+    d.pop("device")
+    return d
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
+        preset: str | None = None) -> dict:
+    """Run ``cfg.method`` end to end; returns the result written to ``out/result.json``."""
+    start = time.perf_counter()
+    out = Path(out)
+    method = get_method(cfg.method)
+    ctx = setup_context(cfg.device, progress)
+    if cfg.threads and ctx.device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    task = make_task(cfg)
+    torch.manual_seed(cfg.seed)
+    names = block_names(task.build("thin"))
+    stages = _resolve_blocks(method.stages(cfg, len(names)), names)
+    if cfg.task == "bert":
+        stages.append(Stage("downstream", "finetune", "downstream", cfg.downstream))
+    ckpt_dir = out / "checkpoints"
+    if ctx.is_main:
+        # A result file is only ever the one of the run that completed last in this directory.
+        (out / "result.json").unlink(missing_ok=True)
+        if not resume and ckpt_dir.exists():
+            for old in ckpt_dir.glob("*.pt"):
+                old.unlink()
+    ctx.barrier()
+    state = RunState()
+    records: dict[str, dict] = {}
+    key = _config_key(cfg)
+    for i, stage in enumerate(stages):
+        path = ckpt_dir / f"{i + 1}-{stage.name}.pt"
+        stage_seed = cfg.seed * 1000 + i + 1
+        if resume and path.exists():
+            payload = load_checkpoint(path)
+            if payload.get("config") != key:
+                raise UsageError(f"--resume: {path} was written with a different configuration; "
+                                 "use another --out or run without --resume")
+            for role, sd in payload["models"].items():
+                if role not in state.models:
+                    state.models[role] = _new_model(task, role, cfg, ctx, state,
+                                                    method.final_role)
+                state.models[role].load_state_dict(sd)
+            state.ledger.entries = list(payload["ledger"])
+            records[stage.name] = payload["record"] | {"resumed": True}
+            continue
+        for role in (stage.role, stage.teacher):
+            if role is not None and role not in state.models:
+                state.models[role] = _new_model(task, role, cfg, ctx, state,
+                                                method.final_role)
+        stage_task = task.downstream_task() if stage.name == "downstream" else task
+        torch.manual_seed(stage_seed)
+        record = run_stage(stage, state, stage_task, ctx, stage_seed)
+        record["eval"] = _evaluate(stage_task, state.models[stage.role], ctx)
+        records[stage.name] = record
+        if ctx.is_main:
+            save_checkpoint(path, {
+                "stage": stage.name, "config": key, "record": record,
+                "ledger": state.ledger.entries,
+                "models": {r: m.state_dict() for r, m in state.models.items()},
+            })
+        ctx.barrier()
+
+    final_role = "downstream" if cfg.task == "bert" else method.final_role
+    final = state.models[final_role]
+    metrics = _evaluate(task.downstream_task() if cfg.task == "bert" else task, final, ctx,
+                        test=True)
+    if cfg.task == "bert":
+        metrics = {"downstream": metrics,
+                   "mlm": records[stages[-2].name]["eval"]}
+    imitation = next((r for s, r in records.items() if "block_errors" in r), None)
+    thin_params = count_params(task.build("thin"))
+    result = {
+        "task": cfg.task, "method": cfg.method, "description": method.description,
+        "seed": cfg.seed, "preset": preset, "config": cfg.to_dict(),
+        "metrics": metrics,
+        "stages": records,
+        "imitation_block_errors": imitation["block_errors"] if imitation else None,
+        "compute": {
+            "train_flops": state.ledger.total(exclude=("downstream",)),
+            "downstream_flops": state.ledger.by_stage().get("downstream", 0),
+            "by_stage": state.ledger.by_stage(), "entries": state.ledger.entries,
+            "counted_with": "torch.utils.flop_counter.FlopCounterMode, first step × steps",
+        },
+        "params": {role: count_params(m) for role, m in state.models.items()}
+        | {"thin_architecture": thin_params},
+        "final_model": method.final_role,
+        "data": task.data_summary(),
+        "wall_s": time.perf_counter() - start,
+        "provenance": provenance(device=ctx.describe()) | {"extra_versions": _extra_versions()},
+    }
+    if ctx.is_main:
+        save_checkpoint(out / "model.pt", {"role": final_role, "state_dict": final.state_dict(),
+                                           "config": key})
+        write_json(out / "result.json", result)
+    ctx.barrier()
+    return result
+
+
+def _new_model(task, role, cfg, ctx, state, base_role):
+    if role == "downstream":  # the downstream copy of the method's final model
+        return copy.deepcopy(state.models[base_role])
+    return build_role(task, role, cfg.seed, ctx)
+
+
+def _evaluate(task, model, ctx, test: bool = False) -> dict:
+    if task.name == "bert":
+        return {"val": task.evaluate(model, "val", ctx.device)}
+    out = {"val": task.evaluate(model, "val", ctx.device)}
+    if test:
+        out["test"] = task.evaluate(model, "test", ctx.device)
+    return out
+
+
+def _extra_versions() -> dict:
+    out = {}
+    for name in ("sklearn", "tokenizers"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = None
+    return out

@@ -1,0 +1,229 @@
+"""The training machinery shared by every stage: devices and processes, mixed precision,
+optimizers, the supervised loop, divergence checks and atomic checkpoints.
+
+* Devices: CPU by default, CUDA when present (``--device auto``), with bf16 autocast on GPU.
+* Several processes: launched with ``torchrun``; each process takes its share of every
+  global batch, and ``DistributedDataParallel`` averages gradients (gloo on CPU, NCCL on
+  GPU). With BatchNorm on GPU the model is converted to ``SyncBatchNorm``; on CPU (where
+  SyncBatchNorm does not run) batch statistics are per process, so only normalisation-free
+  or GroupNorm/LayerNorm models match a single process exactly.
+* Divergence: a non-finite loss stops the run with :class:`Diverged`, naming stage and
+  step; checkpoints are written only after a stage completes, so the last good one stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from empirical.config import SupervisedConfig
+from empirical.flops import ComputeLedger, count_flops
+from gowide.errors import UsageError
+
+
+class Diverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass
+class Context:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    amp: bool = False  # bf16 autocast (CUDA only)
+    progress: bool = True
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if not self.distributed:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def mean_across(self, value: torch.Tensor) -> float:
+        """The mean of a scalar over processes (one all-reduce), as a float."""
+        value = value.detach().float().reshape(1)
+        if self.distributed:
+            dist.all_reduce(value)
+            value = value / self.world
+        return float(value)
+
+    def average_gradients(self, params) -> None:
+        """Average ``.grad`` over processes (what DDP does), for loops that do not use DDP."""
+        if not self.distributed:
+            return
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
+    @property
+    def quiet_bars(self) -> bool | None:
+        """tqdm's ``disable``: off when progress is not wanted, None (off unless a terminal)
+        otherwise."""
+        return None if self.progress else True
+
+    def describe(self) -> str:
+        kind = str(self.device)
+        if self.device.type == "cuda":
+            kind = f"{kind} ({torch.cuda.get_device_name(self.device)}, bf16 autocast)"
+        return f"{kind} x {self.world} process(es)" if self.distributed else kind
+
+
+def setup_context(device: str = "auto", progress: bool = True) -> Context:
+    """Pick the device and, under ``torchrun`` (``WORLD_SIZE`` > 1), join the process group."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA device is available")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    dev = torch.device("cuda" if use_cuda else "cpu")
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        rank = dist.get_rank()
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            dev = torch.device("cuda", local)
+    return Context(dev, rank, world, amp=use_cuda, progress=progress and rank == 0)
+
+
+def prepare_model(model: nn.Module, ctx: Context) -> nn.Module:
+    if ctx.distributed and ctx.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model.to(ctx.device)
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def make_optimizer(params, lr: float, weight_decay: float, steps: int, warmup: float = 0.0):
+    """AdamW with linear warm-up over ``warmup``·steps, then cosine decay to zero."""
+    params = [p for p in params if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    n_warm = int(warmup * steps)
+
+    def factor(step: int) -> float:
+        if step < n_warm:
+            return (step + 1) / n_warm
+        progress = (step - n_warm) / max(1, steps - n_warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def check_finite(value: float, stage: str, step: int) -> None:
+    if not math.isfinite(value):
+        raise Diverged(
+            f"stage {stage!r} diverged at step {step}: loss is {value}; stopped, the last good "
+            "checkpoint (of the previous stage) is kept"
+        )
+
+
+class LossLog:
+    """Mean loss every ``every`` steps: the curve stored in result files."""
+
+    def __init__(self, every: int):
+        self.every, self.curve, self._buf = every, [], []
+
+    def add(self, step: int, value: float, **extra) -> None:
+        self._buf.append(value)
+        if (step + 1) % self.every == 0:
+            self.curve.append({"step": step + 1, "loss": sum(self._buf) / len(self._buf), **extra})
+            self._buf = []
+
+    def last(self) -> float | None:
+        if self._buf:
+            return sum(self._buf) / len(self._buf)
+        return self.curve[-1]["loss"] if self.curve else None
+
+
+def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, ctx: Context, stage: str,
+                     seed: int, ledger: ComputeLedger, teacher: nn.Module | None = None) -> dict:
+    """Train ``model`` on the task's labels (and KD from ``teacher`` if ``cfg.kd_weight`` > 0)."""
+    start = time.perf_counter()
+    model.train()
+    use_kd = teacher is not None and cfg.kd_weight > 0
+    if use_kd:
+        teacher.eval()
+    net = ctx.wrap(model)
+    opt, sched = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay, cfg.steps,
+                                cfg.warmup)
+    batches = task.train_batches(cfg.batch_size, torch.Generator().manual_seed(seed),
+                                 ctx.rank, ctx.world)
+    log = LossLog(cfg.log_every)
+    w = cfg.kd_weight
+
+    for step in tqdm(range(cfg.steps), desc=stage, disable=ctx.quiet_bars, leave=False):
+        batch = to_device(next(batches), ctx.device)
+
+        def one_step(batch=batch):
+            with ctx.autocast():
+                logits = task.forward(net, batch)
+                loss = task.loss(logits, batch)
+                if use_kd:
+                    with torch.no_grad():
+                        t_logits = task.forward(teacher, batch)
+                    loss = (1 - w) * loss + w * task.kd_loss(logits, t_logits, batch,
+                                                             cfg.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            return loss
+
+        if step == 0:
+            loss, flops = count_flops(one_step)
+            ledger.add(stage, "train", flops * ctx.world, cfg.steps)
+        else:
+            loss = one_step()
+        value = ctx.mean_across(loss)
+        check_finite(value, stage, step)
+        opt.step()
+        sched.step()
+        log.add(step, value)
+    return {"steps": cfg.steps, "final_loss": log.last(), "loss_curve": log.curve,
+            "kd": use_kd, "wall_s": time.perf_counter() - start}
+
+
+def save_checkpoint(path: Path, payload: dict) -> Path:
+    """``torch.save`` to a temporary file in the same directory, then rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,73 @@
+"""Configs: presets, overrides, and one-line errors for bad input."""
+
+import pytest
+
+from empirical.config import build_config, parse_override
+from gowide.cli import main
+
+
+def test_presets_load_for_both_tasks():
+    for preset in ("tiny", "small"):
+        for task in ("resnet", "bert"):
+            cfg = build_config(task, "ours", preset)
+            assert cfg.task == task and cfg.wide_mult > 1
+
+
+def test_overrides_are_parsed_as_toml():
+    cfg = build_config("resnet", "ours", "tiny", ["imitate.normalize=true",
+                                                  "imitate.blocks=['blocks.0']",
+                                                  "wide.lr=0.5", "imitate.inputs=teacher"])
+    assert cfg.imitate.normalize is True and cfg.imitate.blocks == ["blocks.0"]
+    assert cfg.wide.lr == 0.5 and cfg.imitate.inputs == "teacher"
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+
+
+BAD = [
+    (["--set", "imitate.shedule=simultaneous"], "unknown config key 'imitate.shedule'"),
+    (["--set", "imitate.schedule=sideways"], "imitate.schedule must be one of"),
+    (["--set", "wide.steps=ten"], "wide.steps: expected int"),
+    (["--set", "finetune.kd_weight=2"], "finetune.kd_weight must lie in [0, 1]"),
+    (["--set", "nonsense"], "--set expects section.key=value"),
+    (["--method", "magic"], "unknown method 'magic'"),
+    (["--threads", "-1"], "threads must be 0 (torch's default) or positive"),
+    (["--preset", "huge"], "preset 'huge' not found"),
+    (["--set", "data.dataset=cifar"], "data.dataset must be one of"),
+    (["--set", "model.depth=3"], "unexpected keyword argument 'depth'"),
+    (["--set", "imitate.blocks=['blocks.7']", "--set", "wide.steps=1",
+      "--set", "model.blocks_per_stage=1"], "imitate.blocks: 'blocks.7' is not a block"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD)
+def test_bad_configs_give_one_line_errors(tmp_path, capsys, extra, message):
+    argv = ["empirical", "run", "--task", "resnet", "--out", str(tmp_path), "--quiet",
+            "--set", "wide.batch_size=8"] + extra
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gowide: error: "), err
+    assert message in err, err
+
+
+def test_missing_fashion_files_via_the_command_line(tmp_path, capsys):
+    argv = ["empirical", "run", "--task", "resnet", "--out", str(tmp_path / "o"), "--quiet",
+            "--set", "data.dataset=fashion", "--data-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_malformed_toml_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[resnet\nwide_mult = 2\n")
+    assert main(["empirical", "run", "--task", "resnet", "--preset", str(bad),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "malformed TOML" in err
+
+
+def test_bad_flag_value_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["empirical", "run", "--task", "vgg", "--out", "x"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice" in err

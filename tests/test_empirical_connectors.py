@@ -1,0 +1,167 @@
+"""Stage 2's loss and linear pairs: zero loss for a perfect student, exact merge."""
+
+import copy
+
+import pytest
+import torch
+from empirical_helpers import (
+    TEST_CACHE,
+    bert_batch,
+    bert_forward,
+    bert_pair,
+    fast_config,
+    randomize_norms,
+    resnet_forward,
+    resnet_pair,
+)
+
+from empirical.connectors import Connectors, LinearPair, merge, merge_error
+from empirical.flops import ComputeLedger
+from empirical.stages import imitate, imitation_forward, imitation_loss, transfer_head
+from empirical.tasks import make_task
+from empirical.train import Context
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+CPU = Context(torch.device("cpu"), progress=False)
+
+
+class _Task:
+    def __init__(self, forward):
+        self.forward = forward
+
+
+@pytest.mark.parametrize("inputs", ["thin", "teacher"])
+@pytest.mark.parametrize("family", ["resnet", "bert"])
+def test_imitation_loss_is_zero_when_student_equals_teacher(family, inputs):
+    if family == "resnet":
+        _, wide = resnet_pair()
+        randomize_norms(wide)
+        batch, forward = {"x": torch.randn(4, 1, 8, 8)}, resnet_forward
+    else:
+        _, wide = bert_pair()
+        batch, forward = bert_batch(), bert_forward
+    student = copy.deepcopy(wide)
+    wide.eval()
+    student.eval()
+    names = wide.block_names()
+    connectors = Connectors(student, wide, names)
+    assert len(connectors.pairs) == 0
+    mapped, z = imitation_forward(student, wide, connectors, _Task(forward), batch, names,
+                                  inputs, CPU)
+    for name in names:
+        for normalize in (False, True):
+            loss = imitation_loss(mapped[name], z[name], wide.feature_dim, normalize)
+            assert loss.item() == 0.0
+
+
+def test_loss_is_positive_for_a_different_student():
+    thin, wide = resnet_pair()
+    randomize_norms(wide)
+    thin.eval()
+    wide.eval()
+    names = wide.block_names()
+    mapped, z = imitation_forward(thin, wide, Connectors(thin, wide, names),
+                                  _Task(resnet_forward), {"x": torch.randn(4, 1, 8, 8)}, names,
+                                  "thin", CPU)
+    assert all(imitation_loss(mapped[n], z[n], 1).item() > 1e-4 for n in names[1:])
+
+
+def test_pair_round_trip_is_the_identity_for_any_trained_map():
+    pair = LinearPair(5, 12, feature_dim=-1)
+    with torch.no_grad():
+        pair.up.copy_(torch.randn(12, 5) * 3.0)  # far from its orthonormal start
+    h = torch.randn(7, 3, 5)
+    torch.testing.assert_close(pair.round_trip(h), h, rtol=0, atol=1e-4)
+    assert pair.to_wide(h).shape == (7, 3, 12) and pair.to_thin(pair.to_wide(h)).shape == h.shape
+
+
+def _trained_looking_pairs(connectors: Connectors, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for pair in connectors.pairs.values():
+            pair.up.copy_(torch.randn(pair.up.shape, generator=g) * 2.0)
+
+
+@pytest.mark.parametrize("family", ["resnet", "bert"])
+def test_merge_is_exact_and_leaves_the_plain_thin_architecture(family):
+    if family == "resnet":
+        thin, wide = resnet_pair(widen_interfaces=True)
+        randomize_norms(thin)
+        batch, forward = {"x": torch.randn(8, 1, 8, 8)}, resnet_forward
+        fresh, _ = resnet_pair(widen_interfaces=True, seed=5)
+    else:
+        thin, wide = bert_pair()
+        batch, forward = bert_batch(), bert_forward
+        fresh, _ = bert_pair(seed=5)
+    connectors = Connectors(thin, wide, thin.block_names())
+    assert len(connectors.pairs) == len(thin.block_names())  # every interface differs
+    _trained_looking_pairs(connectors)
+    thin.eval()
+    with connectors.insert(thin):
+        before = forward(thin, batch)
+    err = merge_error(thin, connectors, forward, batch)
+    merged = merge(thin, connectors)
+    after = forward(merged, batch)
+    assert err < 1e-4
+    assert (before - after).abs().max().item() < 1e-4
+    assert before.abs().max().item() > 1e-2  # the comparison is not between zeros
+    assert count(merged) == count(fresh)
+    assert len(connectors.pairs) == 0
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in merged.modules())
+
+
+def test_stage2_on_bert_ends_with_the_thin_architecture(monkeypatch):
+    monkeypatch.setenv("GOWIDE_CACHE", TEST_CACHE)
+    cfg = fast_config("bert", extra=["imitate.steps_per_block=3"])
+    task = make_task(cfg)
+    torch.manual_seed(0)
+    thin, wide = task.build("thin"), task.build("wide")
+    n_thin = count(thin)
+    ledger = ComputeLedger()
+    record = imitate(thin, wide, task, cfg.imitate, CPU, "imitate", 0, ledger)
+    assert record["linear_pairs"] == len(thin.block_names())
+    assert record["merge_max_abs_diff"] < 1e-4
+    assert count(thin) == n_thin == count(task.build("thin"))
+    assert set(record["block_errors"]["thin"]) == set(thin.block_names())
+    assert [p["phase"] for p in record["phases"]] == thin.block_names()
+    assert ledger.total() > 0
+
+
+def test_head_transfer_merges_the_last_pair_exactly():
+    thin, wide = resnet_pair(widen_interfaces=True)
+    connectors = Connectors(thin, wide, thin.block_names())
+    _trained_looking_pairs(connectors)
+    assert transfer_head(thin, wide, connectors, "blocks.2") == "wide"
+    pooled = torch.randn(5, thin.head.in_features)  # (B, c): pooled thin features
+    expected = wide.head(connectors.to_wide("blocks.2", pooled))
+    torch.testing.assert_close(thin.head(pooled), expected, rtol=1e-5, atol=1e-5)
+    b_thin, b_wide = bert_pair()
+    assert transfer_head(b_thin, b_wide, Connectors(b_thin, b_wide, b_thin.block_names()),
+                         "layers.1") == "own"
+
+
+@pytest.mark.parametrize("variant", [
+    dict(schedule="progressive", inputs="thin", lower_blocks="frozen"),
+    dict(schedule="progressive", inputs="teacher", lower_blocks="trainable", normalize=True),
+    dict(schedule="simultaneous", inputs="thin", steps=60),
+    dict(schedule="simultaneous", inputs="teacher", steps=60, normalize=True),
+])
+def test_stage2_schedules_reduce_the_imitation_loss(variant):
+    from dataclasses import replace
+
+    cfg = fast_config("resnet", extra=["imitate.lr=0.01", "imitate.log_every=5",
+                                       "model.widen_interfaces=true"])
+    task = make_task(cfg)
+    torch.manual_seed(0)
+    thin, wide = task.build("thin"), task.build("wide")
+    randomize_norms(wide)
+    icfg = replace(cfg.imitate, steps_per_block=20, **variant)
+    record = imitate(thin, wide, task, icfg, CPU, "imitate", 0, ComputeLedger())
+    ratios = [p["loss_curve"][-1]["loss"] / p["loss_curve"][0]["loss"] for p in record["phases"]]
+    assert sum(ratios) / len(ratios) < 0.9, ratios
+    assert record["linear_pairs"] == 4 and record["merge_max_abs_diff"] < 1e-4
+    assert count(thin) == count(task.build("thin"))

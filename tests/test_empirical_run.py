@@ -1,0 +1,165 @@
+"""End-to-end runs: result files, resume without repeating a stage, divergence."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from empirical_helpers import FAST_BERT, FAST_RESNET, TEST_CACHE, fast_config
+
+import empirical.methods as methods
+from empirical.methods import METHODS, run
+from empirical.tasks import ImageTask
+from empirical.train import Diverged, load_checkpoint
+from gowide.cli import main
+
+
+def _weights(path):
+    return load_checkpoint(path)["state_dict"]
+
+
+def test_cli_run_resnet_ours_writes_a_complete_result(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["empirical", "run", "--task", "resnet", "--method", "ours", "--preset", "tiny",
+            "--out", str(out), "--quiet", "--device", "cpu", "--seed", "3"]
+    for item in FAST_RESNET:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    r = json.loads((out / "result.json").read_text())
+    assert r["seed"] == 3 and r["config"]["seed"] == 3 and r["method"] == "ours"
+    assert r["config"]["imitate"]["steps_per_block"] == 4
+    assert 0.0 <= r["metrics"]["test"]["accuracy"] <= 1.0
+    assert set(r["stages"]) == {"wide", "imitate", "finetune"}
+    assert len(r["stages"]["wide"]["loss_curve"]) == 4  # 20 steps, logged every 5
+    errors = r["imitation_block_errors"]
+    assert set(errors) == {"thin", "teacher"}
+    assert set(errors["thin"]) == {"stem", "blocks.0", "blocks.1", "blocks.2"}
+    assert all(v > 0 for v in r["compute"]["by_stage"].values())
+    assert r["compute"]["train_flops"] == sum(r["compute"]["by_stage"].values())
+    assert r["params"]["thin"] == r["params"]["thin_architecture"] < r["params"]["wide"]
+    prov = r["provenance"]
+    assert prov["device"] == "cpu" and prov["versions"]["torch"].startswith("2.")
+    assert (out / "model.pt").exists()
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_resume_after_a_stage_gives_the_same_final_weights(tmp_path, monkeypatch):
+    cfg = fast_config("resnet", "ours")
+    run(cfg, tmp_path / "straight", progress=False)
+
+    real_run_stage = methods.run_stage
+
+    def crash_in_stage_2(stage, *args, **kwargs):
+        if stage.name == "imitate":
+            raise KeyboardInterrupt
+        return real_run_stage(stage, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "run_stage", crash_in_stage_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "resumed", progress=False)
+    ckpts = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("*.pt"))
+    assert ckpts == ["1-wide.pt"]
+
+    calls = []
+
+    def counting(stage, *args, **kwargs):
+        calls.append(stage.name)
+        return real_run_stage(stage, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "run_stage", counting)
+    result = run(cfg, tmp_path / "resumed", resume=True, progress=False)
+    assert calls == ["imitate", "finetune"]  # stage 1 is not repeated
+    assert result["stages"]["wide"]["resumed"] is True
+    a, b = _weights(tmp_path / "straight" / "model.pt"), _weights(tmp_path / "resumed" / "model.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    straight = json.loads((tmp_path / "straight" / "result.json").read_text())
+    assert result["compute"]["train_flops"] == straight["compute"]["train_flops"]
+
+
+def test_resume_refuses_checkpoints_of_another_config(tmp_path):
+    run(fast_config("resnet", "teacher"), tmp_path, progress=False)
+    other = fast_config("resnet", "teacher", extra=["wide.lr=0.01"])
+    with pytest.raises(methods.UsageError, match="different configuration"):
+        run(other, tmp_path, resume=True, progress=False)
+
+
+def test_divergence_names_stage_and_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch,
+                                                                          capsys):
+    cfg = fast_config("resnet", "ours")
+    calls = {"n": 0}
+    real_loss = ImageTask.loss
+
+    def loss(self, logits, batch):
+        calls["n"] += 1
+        value = real_loss(self, logits, batch)
+        if calls["n"] == cfg.wide.steps + 4:  # step 3 of stage 3
+            value = value * float("nan")
+        return value
+
+    monkeypatch.setattr(ImageTask, "loss", loss)
+    with pytest.raises(Diverged, match=r"stage 'finetune' diverged at step 3"):
+        run(cfg, tmp_path, progress=False)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt"))
+    assert names == ["1-wide.pt", "2-imitate.pt"]
+    assert not (tmp_path / "result.json").exists()
+    # The command line reports it on one line with exit code 1.
+    calls["n"] = 0
+    argv = ["empirical", "run", "--task", "resnet", "--out", str(tmp_path / "cli"), "--quiet"]
+    for item in FAST_RESNET:
+        argv += ["--set", item]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "stage 'finetune' diverged at step 3" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("method", ["scratch", "kd", "teacher", "subsample_init", "fitnets"])
+def test_baselines_run(tmp_path, method):
+    r = run(fast_config("resnet", method), tmp_path, progress=False)
+    assert 0.0 <= r["metrics"]["test"]["accuracy"] <= 1.0
+    assert r["compute"]["train_flops"] > 0
+    if method == "fitnets":
+        assert r["stages"]["hint"]["blocks"] == ["blocks.1"]  # the middle of 4 blocks
+        assert r["stages"]["finetune"]["kd"] is True
+    if method == "teacher":
+        assert r["final_model"] == "wide"
+
+
+def test_subsample_warm_start_before_imitation(tmp_path):
+    r = run(fast_config("resnet", "ours", extra=["imitate.init=subsample"]), tmp_path,
+            progress=False)
+    assert r["stages"]["imitate"]["init"] == "subsample"
+    assert r["stages"]["imitate"]["head"] == "wide"
+
+
+def test_every_method_composes_stages():
+    cfg = fast_config("resnet", "ours")
+    for name, method in METHODS.items():
+        stages = method.stages(cfg, 4)
+        assert stages and all(s.kind in ("wide", "subsample", "imitate", "finetune")
+                              for s in stages), name
+    kinds = {name: [s.kind for s in m.stages(cfg, 4)] for name, m in METHODS.items()}
+    assert kinds["ours"] == ["wide", "imitate", "finetune"]
+    assert kinds["scratch"] == ["finetune"]
+    simultaneous = METHODS["ours_simultaneous"].stages(cfg, 4)[1].config
+    assert simultaneous.schedule == "simultaneous" and simultaneous.steps == 4 * 4
+
+
+def test_bert_ours_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOWIDE_CACHE", TEST_CACHE)
+    out = tmp_path / "run"
+    argv = ["empirical", "run", "--task", "bert", "--method", "ours", "--out", str(out),
+            "--quiet"]
+    for item in FAST_BERT:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    r = json.loads((out / "result.json").read_text())
+    assert set(r["stages"]) == {"wide", "imitate", "finetune", "downstream"}
+    assert r["stages"]["imitate"]["linear_pairs"] == 3
+    assert r["stages"]["imitate"]["merge_max_abs_diff"] < 1e-4
+    assert r["params"]["thin"] == r["params"]["thin_architecture"]
+    assert 0.0 <= r["metrics"]["downstream"]["test"]["accuracy"] <= 1.0
+    assert r["metrics"]["mlm"]["val"]["mlm_loss"] > 0
+    assert r["data"]["corpus_words"] >= 500_000
+    assert list(Path(TEST_CACHE).glob("wordpiece*.json"))
