@@ -92,14 +92,15 @@ def _report_limits(limits: dict) -> list[str]:
 
 
 def _report_compare(res: dict) -> list[str]:
-    task = res.get("task", {})
+    tasks = "; ".join(
+        f"seed {t.get('seed')}: {t.get('name', '?')}, best linear fit {t['linear_loss']:.3f} "
+        f"vs constant {t['constant_loss']:.3f}" for t in res.get("tasks", []))
     rows = [f"| {v['prediction']} | {v['predicted']} | {v['measured']} | "
             f"{'yes' if v['held'] else '**no**'} |" for v in res["verdicts"]]
     return [
         "## Imitation versus back-propagation (P3–P5)",
         "",
-        f"Task: {task.get('name', '?')}; best linear fit loss {task.get('linear_loss', 0):.3f} "
-        f"against constant predictor {task.get('constant_loss', 0):.3f}. Share of "
+        f"Tasks (test losses are (1/2)·MSE on standardised targets): {tasks}. Share of "
         f"configurations within the stability bound: {res['bound_holds_fraction']:.3f}.",
         "",
         "| prediction | predicted | measured | held |",

@@ -296,7 +296,7 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     grid = sorted({(n, cfg.width_depth) for n in cfg.widths}
                   | {(cfg.depth_width, L) for L in cfg.depths})
-    records, eff = [], []
+    records, eff, tasks = [], [], []
     with tqdm(total=len(cfg.seeds) * (len(grid) + 1), desc="compare", disable=not progress,
               unit="config") as bar:
         for seed in cfg.seeds:
@@ -306,11 +306,11 @@ def run_compare(cfg: CompareConfig, progress: bool = True) -> dict:
                 bar.update(1)
             eff.append(efficiency(s))
             bar.update(1)
-            tasks_info = s.task.describe()
-    return summarise(cfg, records, eff, tasks_info, time.perf_counter() - t0)
+            tasks.append(s.task.describe())
+    return summarise(cfg, records, eff, tasks, time.perf_counter() - t0)
 
 
-def summarise(cfg: CompareConfig, records: list, eff: list, task_info: dict,
+def summarise(cfg: CompareConfig, records: list, eff: list, tasks: list[dict],
               elapsed: float) -> dict:
     seeds = list(cfg.seeds)
 
@@ -413,7 +413,7 @@ def summarise(cfg: CompareConfig, records: list, eff: list, task_info: dict,
     return {
         "config": asdict(cfg),
         "seeds": seeds,
-        "task": task_info,
+        "tasks": tasks,  # one per seed, each with its best-linear-fit loss
         "grid": {"widths": widths, "width_depth": cfg.width_depth, "depths": depths,
                  "depth_width": cfg.depth_width},
         "imitation_width_slope": imitation_width_slope,
