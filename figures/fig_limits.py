@@ -9,13 +9,11 @@ seeds, thick lines their geometric mean, dashed lines the predicted slope −1.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from figures.style import COLORS, plt, save
+from figures.style import COLORS, plt, save, script_main
 
 
 def _panel(ax, runs, xkey, ykey, color, label, slope_key):
@@ -64,15 +62,7 @@ def draw(results: dict, out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="path to limits.json")
-    parser.add_argument("--out", type=Path, default=Path("figures/out"))
-    args = parser.parse_args(argv)
-    with open(args.results, encoding="utf-8") as fh:
-        results = json.load(fh)
-    for p in draw(results, args.out):
-        print(p)
-    return 0
+    return script_main(__doc__, draw, argv)
 
 
 if __name__ == "__main__":

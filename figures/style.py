@@ -40,3 +40,19 @@ def save(fig, out_dir: str | Path, stem: str) -> list[Path]:
     paths = [save_figure(fig, out_dir / f"{stem}.{fmt}", bbox_inches="tight") for fmt in FORMATS]
     plt.close(fig)
     return paths
+
+
+def script_main(doc: str, draw, argv: list[str] | None = None) -> int:
+    """The command line of a figure script: ``python -m figures.fig_X RESULTS.json --out DIR``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("results", type=Path, help="path to the results JSON file")
+    parser.add_argument("--out", type=Path, default=Path("figures/out"))
+    args = parser.parse_args(argv)
+    with open(args.results, encoding="utf-8") as fh:
+        results = json.load(fh)
+    for p in draw(results, args.out):
+        print(p)
+    return 0

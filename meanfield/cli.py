@@ -73,59 +73,54 @@ def check_device(device: str, threads: int = 1) -> None:
     torch.set_num_threads(threads)
 
 
-def limits_command(args) -> int:
+def _run_experiment(args, config_cls, overrides: dict, run, filename: str, draw,
+                    device: str = "cpu"):
+    """Shared by the subcommands: preset + overrides, validation, run, atomic JSON, figures."""
     from gowide.atomic import write_json
     from gowide.paths import output_dir
     from gowide.provenance import provenance
-    from meanfield.experiments import LimitsConfig, run_limits
 
-    check_device(args.device, args.threads)
-    overrides = {"activation": args.activation, "dtype": args.dtype, "device": args.device}
+    check_device(device, args.threads)
     if args.seeds is not None:
         overrides["seeds"] = tuple(range(args.seeds))
-    cfg = (LimitsConfig.quick if args.quick else LimitsConfig.full)(**overrides)
+    cfg = (config_cls.quick if args.quick else config_cls.full)(**overrides)
     try:
         cfg.validate()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = output_dir(args.out)
-    results = run_limits(cfg, progress=not args.no_progress)
+    results = run(cfg, progress=not args.no_progress)
     results["preset"] = "quick" if args.quick else "full"
-    results["provenance"] = provenance(args.device)
-    path = write_json(out / "limits.json", results)
-    from figures.fig_limits import draw
+    results["provenance"] = provenance(device)
+    path = write_json(out / filename, results)
+    figures = draw(results, out)
+    return results, path, figures
 
-    figs = draw(results, out)
+
+def limits_command(args) -> int:
+    from figures.fig_limits import draw
+    from meanfield.experiments import LimitsConfig, run_limits
+
+    overrides = {"activation": args.activation, "dtype": args.dtype, "device": args.device}
+    results, path, figures = _run_experiment(args, LimitsConfig, overrides, run_limits,
+                                             "limits.json", draw, args.device)
     print(summarise_limits(results))
     print(f"results: {path}")
-    print("figures: " + ", ".join(str(p) for p in figs))
+    print("figures: " + ", ".join(str(p) for p in figures))
     return 0
 
 
 def compare_command(args) -> int:
-    from gowide.atomic import write_json
-    from gowide.paths import output_dir
-    from gowide.provenance import provenance
+    from figures.fig_compare import draw
     from meanfield.compare import CompareConfig, run_compare
 
-    check_device("cpu", args.threads)
-    overrides = {"task": args.task}
-    if args.seeds is not None:
-        overrides["seeds"] = tuple(range(args.seeds))
-    cfg = (CompareConfig.quick if args.quick else CompareConfig.full)(**overrides)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    out = output_dir(args.out)
-    results = run_compare(cfg, progress=not args.no_progress)
-    results["preset"] = "quick" if args.quick else "full"
-    results["provenance"] = provenance("cpu")
-    path = write_json(out / "compare.json", results)
+    results, path, figures = _run_experiment(args, CompareConfig, {"task": args.task},
+                                             run_compare, "compare.json", draw)
     for v in results["verdicts"]:
         print(f"{'held' if v['held'] else 'NOT HELD':>8}  {v['prediction']}: predicted "
               f"{v['predicted']}; measured {v['measured']}")
     print(f"results: {path}")
+    print("figures: " + ", ".join(str(p) for p in figures))
     return 0
 
 

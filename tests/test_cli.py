@@ -57,6 +57,9 @@ BAD = [
     ["meanfield", "limits", "--out", "x", "--dtype", "float16"],
     ["meanfield", "limits", "--out", "x", "--device", "tpu"],
     ["meanfield", "limits", "--out", "x", "--quick", "--wat"],
+    ["meanfield", "compare"],
+    ["meanfield", "compare", "--out", "x", "--task", "nope"],
+    ["meanfield", "compare", "--out", "x", "--threads", "0"],
     ["reproduce", "--quick", "--out"],
     ["reproduce", "--frobnicate"],
 ]

@@ -48,3 +48,14 @@ def test_costs_are_counted_consistently(tiny):
             assert pg[0] == 25 * 64 * 4 * 4
         assert e["teacher_cost"]["particle_gradients"] == 40 * 64 * 64 * 4
         assert math.isfinite(e["target_loss"])
+
+
+def test_figure_script_draws_from_saved_results(tiny, tmp_path):
+    from figures.fig_compare import main
+    from gowide.atomic import write_json
+
+    path = write_json(tmp_path / "compare.json", tiny)
+    assert main([str(path), "--out", str(tmp_path / "fig")]) == 0
+    for stem in ("compare_width", "compare_depth", "compare_efficiency"):
+        assert (tmp_path / "fig" / f"{stem}.png").stat().st_size > 1000
+        assert (tmp_path / "fig" / f"{stem}.pdf").exists()
