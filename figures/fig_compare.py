@@ -71,7 +71,7 @@ def draw(results: dict, out_dir: str | Path) -> list[Path]:
             curve = e["routes"][route].get("curve") or []
             if curve:
                 c = np.asarray(curve, dtype=float)
-                ax.plot(c[:, 0], c[:, 2], color=color, lw=1.2, alpha=0.8,
+                ax.plot(c[:, 0], c[:, 2], "o-", color=color, lw=1.2, ms=3, alpha=0.8,
                         label=label if i == 0 else None)
         ax.axhline(e["target_loss"], color="k", lw=0.6, ls="--", alpha=0.5,
                    label="target" if i == 0 else None)
@@ -81,8 +81,8 @@ def draw(results: dict, out_dir: str | Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_xlabel(f"particle-gradient evaluations (teacher alone: {teacher:.2g})")
     ax.set_ylabel("thin net test loss")
-    ax.set_title(f"P5: n = {setting['width']}, L = {setting['depth']}; one line per seed",
-                 fontsize=9)
+    ax.set_title(f"P5: n = {setting['width']}, L = {setting['depth']}; one line per seed; "
+                 "dots are the checks", fontsize=9)
     ax.legend(fontsize=7)
     paths += save(fig, out_dir, "compare_efficiency")
     return paths
