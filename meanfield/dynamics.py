@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -169,8 +168,3 @@ def train(
     for p in params:
         p.requires_grad_(False)
     return net, hist
-
-
-def snapshot_array(snapshots: list[dict], key: str) -> np.ndarray:
-    """Stack one particle field over snapshots: (S, L, N, d) or (S, L, N)."""
-    return np.stack([s[key] for s in snapshots])

@@ -25,10 +25,8 @@ Does not hold: the imitation-versus-back-propagation comparisons (P3–P5).
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -232,22 +230,3 @@ def run_limits(cfg: LimitsConfig, progress: bool = True) -> dict:
         "raw": {"width_init": init, "width_trained": trained, "depth": depth},
         "elapsed_seconds": elapsed,
     }
-
-
-def config_from_dict(cls, data: dict):
-    """Build a config dataclass from a dict, rejecting unknown keys with a clear message."""
-    names = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; "
-                         f"valid keys: {', '.join(names)}")
-    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**clean)
-
-
-def is_finite_number(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def result_path(out: str | Path) -> Path:
-    return Path(out) / "limits.json"
