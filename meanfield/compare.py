@@ -16,8 +16,10 @@ by mean-field back-propagation. Then, for thin widths n and depths L:
 - **P5, efficiency.** For one narrow, deep setting, the compute each route spends to reach a
   target test loss: back-propagation from scratch; imitation; imitation then back-propagation
   fine-tuning. Compute is counted two ways: particle-gradient evaluations (examples × particles
-  per step) and FLOPs (forward ≈ L·B·n·(4d+4), a training step ≈ 3 forwards). The wide
-  teacher's own cost is reported apart.
+  per step) and FLOPs (forward ≈ L·B·n·(4d+4), a training step ≈ 3 forwards). The imitation
+  routes' FLOPs include one forward pass of the wide net over the training data (its states
+  and block outputs are the targets); their particle-gradient counts, like back-propagation's,
+  count gradients only. The wide teacher's own training cost is reported apart.
 
 The record holds the grids, per-seed raw numbers, the slopes, the share of configurations
 within the stability bound, the efficiency table and a verdict per prediction.
