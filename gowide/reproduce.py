@@ -145,37 +145,70 @@ def register(sub) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=reproduce_command)
 
+    figs = sub.add_parser(
+        "figures",
+        help="redraw every figure and REPORT.md from results on disk (computes nothing)",
+        description="Redraw every figure and REPORT.md from the result files on disk.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    figs.add_argument("--quick", action="store_true",
+                      help="read the quick results (OUT/results) instead of results/")
+    figs.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                      help="where figures and REPORT.md go")
+    figs.add_argument("--results", type=Path, default=None,
+                      help="results directory; default OUT/results with --quick, else results/")
+    figs.set_defaults(func=figures_command)
+
+
+def figures_command(args) -> int:
+    return _run(args, compute=False)
+
 
 def reproduce_command(args) -> int:
     import torch
 
+    torch.set_num_threads(args.threads)
+    return _run(args, compute=True)
+
+
+def _run(args, compute: bool) -> int:
     from gowide.atomic import write_json, write_text
+    from gowide.errors import UsageError
     from gowide.paths import output_dir, read_json
     from gowide.provenance import provenance
 
-    torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    out = output_dir(args.out)
-    results_dir = args.results or (out / "results" if args.quick else Path("results"))
+    results_dir = args.results or (args.out / "results" if args.quick else Path("results"))
     preset = "quick" if args.quick else "full"
+    if not compute:
+        missing = [str(results_dir / j.relpath) for j in JOBS
+                   if not (results_dir / j.relpath).exists()]
+        if missing:
+            raise UsageError(f"missing result files: {', '.join(missing)}; "
+                             "run 'gowide reproduce' to compute them")
+    out = output_dir(args.out)
     steps = len(JOBS) + 1
     loaded, figures, sections = {}, [], []
     for i, job in enumerate(JOBS, 1):
         path = results_dir / job.relpath
-        output_dir(path.parent)
         print(f"[{i}/{steps}] {job.name} ({preset} preset)")
-        if path.exists() and not args.force:
-            print(f"      reusing {path}")
+        if path.exists() and not (compute and args.force):
+            print(f"      reading {path}")
             results = read_json(path, job.name)
         else:
+            output_dir(path.parent)
             results = job.compute(args.quick, not args.no_progress)
             results["preset"] = preset
             results["provenance"] = provenance("cpu")
             write_json(path, results)
             print(f"      wrote {path}")
         loaded[job.relpath] = path
-        figures += job.draw(results, out)
-        sections += job.report(results)
+        try:
+            figures += job.draw(results, out)
+            sections += job.report(results)
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise UsageError(f"results file {str(path)!r} is malformed or from another version "
+                             f"({type(exc).__name__}: {exc}); recompute it with --force") from None
         machine = results.get("provenance", {})
 
     print(f"[{steps}/{steps}] report")

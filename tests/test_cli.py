@@ -32,7 +32,7 @@ def _run(argv, capsys):
 def test_top_level_help_lists_subcommands(capsys):
     code, out, _ = _run(["--help"], capsys)
     assert code == 0
-    for name in ("meanfield", "reproduce"):
+    for name in ("meanfield", "reproduce", "figures", "empirical"):
         assert name in out
 
 
@@ -62,6 +62,7 @@ BAD = [
     ["meanfield", "compare", "--out", "x", "--threads", "0"],
     ["reproduce", "--quick", "--out"],
     ["reproduce", "--frobnicate"],
+    ["figures", "--bogus"],
 ]
 
 
@@ -154,10 +155,33 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "reusing" in proc.stdout
+    assert "reading" in proc.stdout
     report = (tmp_path / "fig" / "REPORT.md").read_text()
     assert "P1 width rate" in report and "P2 depth rate" in report and "P5" in report
     assert "limits_width.png" in report
     for stem in ("limits_depth", "compare_width", "compare_depth", "compare_efficiency"):
         assert (tmp_path / "fig" / f"{stem}.png").exists()
     assert Path(tmp_path / "fig" / "manifest.json").exists()
+
+    # `gowide figures` redraws from the same results without computing anything
+    (tmp_path / "fig2").mkdir()
+    code = main(["figures", "--out", str(tmp_path / "fig2"), "--results", str(results)])
+    assert code == 0
+    assert (tmp_path / "fig2" / "compare_width.pdf").exists()
+    assert (tmp_path / "fig2" / "REPORT.md").exists()
+
+
+def test_figures_with_missing_results_is_a_usage_error(capsys, tmp_path):
+    code, _, err = _run(["figures", "--out", str(tmp_path / "o"), "--results",
+                         str(tmp_path / "none")], capsys)
+    assert code == 2 and "missing result files" in err and "gowide reproduce" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_result_file_missing_fields_is_a_usage_error(capsys, tmp_path):
+    res = tmp_path / "res"
+    for rel in ("meanfield/limits/limits.json", "meanfield/compare/compare.json"):
+        (res / rel).parent.mkdir(parents=True)
+        (res / rel).write_text("{}")
+    code, _, err = _run(["figures", "--out", str(tmp_path / "o"), "--results", str(res)], capsys)
+    assert code == 2 and "malformed" in err and len(err.strip().splitlines()) == 1
