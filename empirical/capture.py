@@ -82,7 +82,19 @@ def first_tensor(output):
     raise TypeError(f"block output of type {type(output).__name__} holds no tensor to capture")
 
 
-class FeatureCapture:
+class _HookSet:
+    """A context manager that removes the hooks it registered when it exits."""
+
+    _handles: list
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return False
+
+
+class FeatureCapture(_HookSet):
     """Record the outputs of named blocks during forward passes.
 
     >>> with FeatureCapture(model, ["blocks.0", "blocks.1"]) as cap:
@@ -123,12 +135,6 @@ class FeatureCapture:
             self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
 
-    def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        return False
-
     def run(self, fn: Callable, *args, **kwargs):
         """Call ``fn`` (typically the model's forward); returns its output, or ``None`` when the
         pass was stopped after ``stop_after``."""
@@ -142,7 +148,7 @@ class _StopForward(Exception):
     pass
 
 
-class InputOverride:
+class InputOverride(_HookSet):
     """Replace the first positional input of named blocks (teacher forcing).
 
     ``inputs`` maps a block name to a callable that returns the tensor to feed that block
@@ -164,9 +170,3 @@ class InputOverride:
 
             self._handles.append(module.register_forward_pre_hook(pre_hook))
         return self
-
-    def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        return False

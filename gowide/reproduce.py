@@ -133,12 +133,7 @@ def register(sub) -> None:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="quick presets (minutes on 2 CPU cores)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where figures and REPORT.md go")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="results directory; default OUT/results with --quick, else results/")
+    _locations(parser, "quick presets (minutes on 2 CPU cores)")
     parser.add_argument("--force", action="store_true", help="recompute results that exist")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads for the simulations")
@@ -151,13 +146,16 @@ def register(sub) -> None:
         description="Redraw every figure and REPORT.md from the result files on disk.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    figs.add_argument("--quick", action="store_true",
-                      help="read the quick results (OUT/results) instead of results/")
-    figs.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                      help="where figures and REPORT.md go")
-    figs.add_argument("--results", type=Path, default=None,
-                      help="results directory; default OUT/results with --quick, else results/")
+    _locations(figs, "read the quick results (OUT/results) instead of results/")
     figs.set_defaults(func=figures_command)
+
+
+def _locations(parser, quick_help: str) -> None:
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="where figures and REPORT.md go")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results directory; default OUT/results with --quick, else results/")
 
 
 def figures_command(args) -> int:
