@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from meanfield.dynamics import TrainConfig, forward_flops, train
 from meanfield.imitation import ImitationConfig, imitate, subsample

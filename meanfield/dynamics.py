@@ -23,7 +23,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from meanfield.network import MeanFieldResNet
 

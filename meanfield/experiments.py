@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from meanfield.dynamics import TrainConfig, train
 from meanfield.limits import WidthLimit, solve_depth_limit

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from meanfield.dynamics import check_schedule
 from meanfield.network import MeanFieldResNet

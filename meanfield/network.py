@@ -154,7 +154,9 @@ class MeanFieldResNet:
         return [self.a, self.w, self.b]
 
     def numpy_params(self) -> dict[str, np.ndarray]:
-        return {k: t.detach().cpu().numpy() for k, t in zip("awb", self.parameters(), strict=True)}
+        """Copies of the particle arrays (never views of the live tensors)."""
+        return {k: t.detach().cpu().numpy().copy()
+                for k, t in zip("awb", self.parameters(), strict=True)}
 
     # ------------------------------------------------------------------ the maps
     def block(self, layer: int, x: Tensor) -> Tensor:

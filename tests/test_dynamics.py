@@ -69,6 +69,9 @@ def test_training_lowers_the_loss_and_records_history(rng):
     assert len(hist.test_loss) == len(hist.eval_steps)
     assert hist.snapshot_steps == [0, 30, 60]
     np.testing.assert_allclose(hist.snapshots[-1]["a"], trained.a.numpy())
+    # snapshots are copies: the first one still holds the initial particles
+    np.testing.assert_array_equal(hist.snapshots[0]["w"], net.w.numpy())
+    assert not np.allclose(hist.snapshots[0]["w"], hist.snapshots[-1]["w"])
     assert hist.particle_gradients == 60 * 64 * 32 * 4
     assert hist.flops > 0
     # the input network is left unchanged
