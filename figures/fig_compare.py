@@ -48,19 +48,19 @@ def _sweep(ax, configs, key, fixed_key, fixed, xs):
 def draw(results: dict, out_dir: str | Path) -> list[Path]:
     grid, configs = results["grid"], results["raw"]["configs"]
     paths = []
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    _sweep(ax, configs, "width", "depth", grid["width_depth"], grid["widths"])
-    ax.set_xlabel(f"thin width n (depth L = {grid['width_depth']}); band = range over seeds")
-    ax.set_title("P3 vs P4 against width", fontsize=9)
-    ax.legend(fontsize=7)
-    paths += save(fig, out_dir, "compare_width")
-
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    _sweep(ax, configs, "depth", "width", grid["depth_width"], grid["depths"])
-    ax.set_xlabel(f"depth L (thin width n = {grid['depth_width']}); band = range over seeds")
-    ax.set_title("P3 vs P4 against depth", fontsize=9)
-    ax.legend(fontsize=7)
-    paths += save(fig, out_dir, "compare_depth")
+    sweeps = (
+        ("width", "depth", grid["width_depth"], grid["widths"],
+         f"thin width n (depth L = {grid['width_depth']})", "width"),
+        ("depth", "width", grid["depth_width"], grid["depths"],
+         f"depth L (thin width n = {grid['depth_width']})", "depth"),
+    )
+    for key, fixed_key, fixed, xs, xlabel, name in sweeps:
+        fig, ax = plt.subplots(figsize=(5.2, 3.8))
+        _sweep(ax, configs, key, fixed_key, fixed, xs)
+        ax.set_xlabel(f"{xlabel}; band = range over seeds")
+        ax.set_title(f"P3 vs P4 against {name}", fontsize=9)
+        ax.legend(fontsize=7)
+        paths += save(fig, out_dir, f"compare_{name}")
 
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     route_style = {"backprop": (COLORS["backprop"], "back-prop from scratch"),
