@@ -5,14 +5,18 @@
     gowide empirical run ... --resume        # skip the stages whose checkpoints exist
     torchrun --nproc_per_node 2 -m gowide.cli empirical run ...   # several processes
     gowide empirical methods                 # the list of methods
+    gowide empirical compare --task resnet --preset small --seeds 3 --out results/empirical/resnet
 
 Results go to ``DIR/result.json`` (metrics, per-stage losses, per-block imitation errors,
-compute, config, seed, versions, device).
+compute, config, seed, versions, device); ``compare`` writes ``DIR/compare.json``,
+``DIR/compare.md`` and figures (see :mod:`empirical.compare`).
 """
 
 from __future__ import annotations
 
 import sys
+
+from gowide.cli import non_negative_int, positive_int
 
 
 def _run(args) -> int:
@@ -52,12 +56,51 @@ def _summary(result: dict, out) -> str:
             f"{result['wall_s']:.1f} s -> {out}/result.json")
 
 
+def _compare(args) -> int:
+    from empirical.compare import markdown, parse_methods, run_compare
+    from empirical.train import Diverged
+
+    methods = parse_methods(args.methods)
+    fields = {"device": args.device, "threads": args.threads}
+    overrides = list(args.overrides)
+    if args.data_dir is not None:
+        overrides.append(f"data.data_dir={_toml_string(args.data_dir)}")
+    try:
+        summary = run_compare(args.task, args.preset, list(range(args.seeds)), args.out,
+                              methods=methods, overrides=overrides, progress=not args.quiet,
+                              keep_checkpoints=args.keep_checkpoints, **fields)
+    except Diverged as exc:
+        print(f"gowide: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(markdown(summary))
+        print(f"-> {args.out}/compare.json, compare.md, figures/")
+    return 0
+
+
 def _methods(args) -> int:
     from empirical.methods import METHODS
 
     for m in METHODS.values():
         print(f"{m.name:22s} {m.description}")
     return 0
+
+
+def _common(p) -> None:
+    p.add_argument("--preset", default="tiny",
+                   help="tiny | small | path to a TOML file (default tiny)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="default auto: CUDA when present, else CPU")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help="override a config entry, e.g. imitate.steps_per_block=50 "
+                        "(repeatable; the value is TOML)")
+    p.add_argument("--data-dir", default=None,
+                   help="directory with the Fashion-MNIST IDX files (dataset 'fashion')")
+    p.add_argument("--threads", type=non_negative_int, default=None,
+                   help="CPU threads for torch (default: the preset's; 0 = one per core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
 def register(subparsers) -> None:
@@ -71,24 +114,25 @@ def register(subparsers) -> None:
     run_p = sub.add_parser("run", help="train one method end to end and write DIR/result.json")
     run_p.add_argument("--task", required=True, choices=("resnet", "bert"))
     run_p.add_argument("--method", default="ours", help="method name (see 'empirical methods')")
-    run_p.add_argument("--preset", default="tiny",
-                       help="tiny | small | path to a TOML file (default tiny)")
-    run_p.add_argument("--out", required=True, help="output directory")
+    _common(run_p)
     run_p.add_argument("--seed", type=int, default=None, help="seed (default: the preset's, 0)")
-    run_p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
-                       help="default auto: CUDA when present, else CPU")
-    run_p.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="SECTION.KEY=VALUE",
-                       help="override a config entry, e.g. imitate.steps_per_block=50 "
-                            "(repeatable; the value is TOML)")
-    run_p.add_argument("--data-dir", default=None,
-                       help="directory with the Fashion-MNIST IDX files (dataset 'fashion')")
     run_p.add_argument("--resume", action="store_true",
                        help="reuse the checkpoints of finished stages in --out")
-    run_p.add_argument("--threads", type=int, default=None,
-                       help="CPU threads for torch (default: the preset's; 0 = one per core)")
-    run_p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     run_p.set_defaults(func=_run)
+
+    cmp_p = sub.add_parser(
+        "compare", help="every method on several seeds; the paper's claims with intervals",
+        description="Run the methods on seeds 0..N-1 (finished runs in --out are reused), "
+                    "then write DIR/compare.json, DIR/compare.md and DIR/figures/.")
+    cmp_p.add_argument("--task", required=True, choices=("resnet", "bert"))
+    cmp_p.add_argument("--seeds", type=positive_int, default=3,
+                       help="number of seeds, 0..N-1 (default 3)")
+    cmp_p.add_argument("--methods", default=None,
+                       help="comma-separated subset of methods (default: all)")
+    _common(cmp_p)
+    cmp_p.add_argument("--keep-checkpoints", action="store_true",
+                       help="keep stage checkpoints and the shared-stage cache")
+    cmp_p.set_defaults(func=_compare)
 
     list_p = sub.add_parser("methods", help="list the training methods")
     list_p.set_defaults(func=_methods)

@@ -113,6 +113,7 @@ class RunConfig:
     model: dict = field(default_factory=dict)  # the thin member's family settings
     wide_mult: float = 4.0  # width multiplier of the wide member (stage 1)
     deeper_depth: int = 4  # depth of the "deeper" baseline (blocks per stage / layers)
+    deeper_width_mult: float = 1.0  # its width multiplier (bert: ~3x the size with 2x layers)
     data: DataConfig = field(default_factory=DataConfig)
     wide: SupervisedConfig = field(default_factory=SupervisedConfig)
     imitate: ImitateConfig = field(default_factory=ImitateConfig)
@@ -127,6 +128,7 @@ class RunConfig:
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_positive("wide_mult", self.wide_mult)
         _check_positive("deeper_depth", self.deeper_depth)
+        _check_positive("deeper_width_mult", self.deeper_width_mult)
         if self.threads < 0:
             raise UsageError(f"threads must be 0 (torch's default) or positive, got {self.threads}")
         self.wide.validate("wide")

@@ -12,9 +12,12 @@ of the method they are compared with:
 ``ours_teacher_forced`` stage 2 with teacher-forced block inputs
 ``subsample_init``     wide → mean-field warm start by subsampling → fine-tune (no imitation)
 ``teacher``            the wide model itself (stage 1 only)
-``scratch``            the thin model trained on labels for stage 3's steps
-``scratch_long``       the thin model trained on labels for stage 2's + stage 3's steps
-``deeper``             a deeper thin model (``deeper_depth``) trained on labels
+``scratch``            the thin model trained on labels for as many steps as ``ours`` trains
+                       the thin model (stage 2's + stage 3's steps)
+``scratch_long``       the thin model trained on labels with the training FLOPs of ``ours``,
+                       the wide teacher's included (steps = that budget / FLOPs of a step)
+``deeper``             a deeper thin model (``deeper_depth`` blocks per stage or layers, and
+                       ``deeper_width_mult``) trained on labels for ``scratch``'s steps
 ``kd``                 wide → thin trained on labels + KD from a random start (Hinton)
 ``fitnets``            wide → one hint at the middle block, every block below it trainable
                        (FitNets stage 1) → labels + KD (FitNets stage 2)
@@ -25,12 +28,19 @@ classification task (stage ``downstream``), identically for every method.
 
 A run writes ``DIR/checkpoints/<i>-<stage>.pt`` after each stage (atomically), then
 ``DIR/model.pt`` (the final model's weights) and ``DIR/result.json``. ``resume=True`` loads
-the finished stages' checkpoints instead of running them again.
+the finished stages' checkpoints instead of running them again. With ``cache_dir``, the state
+after every stage is also stored there under a hash of the configuration and of the stages
+so far, so methods that begin with the same stages (every method with a wide teacher, for one
+seed) train them once: a cached stage keeps its record, its FLOPs and its wall time, and is
+marked ``"cached": true``. Training is deterministic on CPU, so this changes no number.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -80,9 +90,18 @@ def _progressive_steps(c: RunConfig, n_blocks: int) -> int:
     return c.imitate.steps_per_block * n_blocks
 
 
+def _thin_steps(c: RunConfig, n_blocks: int) -> int:
+    """Thin-model training steps of ``ours``: stage 2's and stage 3's."""
+    return _progressive_steps(c, n_blocks) + c.finetune.steps
+
+
 def _scratch(c: RunConfig, role: str = "thin", steps: int | None = None) -> Stage:
     cfg = replace(c.finetune, kd_weight=0.0, steps=steps or c.finetune.steps)
     return Stage("scratch", "finetune", role, cfg)
+
+
+def _ours(c: RunConfig, n: int) -> list[Stage]:
+    return [_wide(c), _imitate(c), _finetune(c)]
 
 
 def _fitnets(c: RunConfig, n: int) -> list[Stage]:
@@ -93,8 +112,7 @@ def _fitnets(c: RunConfig, n: int) -> list[Stage]:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("ours", "wide → layerwise imitation → fine-tune",
-           lambda c, n: [_wide(c), _imitate(c), _finetune(c)]),
+    Method("ours", "wide → layerwise imitation → fine-tune", _ours),
     Method("ours_no_ft", "wide → layerwise imitation, no fine-tuning",
            lambda c, n: [_wide(c), _imitate(c)]),
     Method("ours_simultaneous", "stage 2 trains all blocks at once",
@@ -109,11 +127,14 @@ METHODS: dict[str, Method] = {m.name: m for m in [
                                                 teacher="wide"),
                          _finetune(c)]),
     Method("teacher", "the wide model", lambda c, n: [_wide(c)], final_role="wide"),
-    Method("scratch", "thin from scratch, stage 3's steps", lambda c, n: [_scratch(c)]),
-    Method("scratch_long", "thin from scratch, stage 2's + stage 3's steps",
-           lambda c, n: [_scratch(c, steps=c.finetune.steps + _progressive_steps(c, n))]),
-    Method("deeper", "deeper thin model from scratch",
-           lambda c, n: [_scratch(c, role="deeper")], final_role="deeper"),
+    Method("scratch", "thin from scratch, the thin steps of ours (stage 2 + stage 3)",
+           lambda c, n: [_scratch(c, steps=_thin_steps(c, n))]),
+    # Its steps are set in run() from the counted FLOPs of ours (see matched_steps).
+    Method("scratch_long", "thin from scratch, the training FLOPs of ours with its teacher",
+           lambda c, n: [_scratch(c, steps=_thin_steps(c, n))]),
+    Method("deeper", "deeper (or larger) model from scratch, scratch's steps",
+           lambda c, n: [_scratch(c, role="deeper", steps=_thin_steps(c, n))],
+           final_role="deeper"),
     Method("kd", "output-level distillation from the wide model (Hinton)",
            lambda c, n: [_wide(c), _kd(c)]),
     Method("fitnets", "FitNets: one middle hint, then KD", _fitnets),
@@ -152,9 +173,59 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _prefix_key(key: dict, stages: list[Stage], final_role: str) -> str:
+    """A hash of what determines the state after ``stages``: the configuration (without the
+    method's name) and the stages themselves."""
+    text = json.dumps({k: v for k, v in key.items() if k != "method"}, sort_keys=True)
+    if any(s.name == "downstream" for s in stages):  # it starts from the final model
+        text += "\n" + final_role
+    text += "\n" + "\n".join(repr(s) for s in stages)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _one_step(c: RunConfig) -> RunConfig:
+    """``c`` with every stage cut to one step (one per block in stage 2)."""
+    one = {"steps": 1}
+    return replace(c, wide=replace(c.wide, **one), finetune=replace(c.finetune, **one),
+                   imitate=replace(c.imitate, steps=1, steps_per_block=1))
+
+
+def ours_flops(cfg: RunConfig, task, ctx, names: list[str]) -> tuple[int, list[dict]]:
+    """Training FLOPs of ``ours`` under ``cfg``, the wide teacher's included: every phase of
+    its stages runs one step on throwaway models under the FLOP counter, times its steps."""
+    state = RunState()
+    short = _one_step(cfg)
+    real_steps = {"wide": cfg.wide.steps, "finetune": cfg.finetune.steps,
+                  "imitate": (cfg.imitate.steps_per_block if cfg.imitate.schedule == "progressive"
+                              else cfg.imitate.steps)}
+    for i, stage in enumerate(_ours(short, len(names))):
+        for role in (stage.role, stage.teacher):
+            if role is not None and role not in state.models:
+                state.models[role] = build_role(task, role, cfg.seed, ctx)
+        torch.manual_seed(cfg.seed * 1000 + i + 1)
+        run_stage(stage, state, task, ctx, cfg.seed * 1000 + i + 1)
+    rows = [e | {"steps": real_steps[e["stage"]],
+                 "flops": e["flops_per_step"] * real_steps[e["stage"]]}
+            for e in state.ledger.entries]
+    return sum(r["flops"] for r in rows), rows
+
+
+def matched_steps(cfg: RunConfig, task, ctx, names: list[str]) -> dict:
+    """Steps of ``scratch_long``: the FLOPs of ``ours`` (teacher included) over the counted
+    FLOPs of one step of the thin model on labels."""
+    budget, rows = ours_flops(cfg, task, ctx, names)
+    state = RunState()
+    state.models["thin"] = build_role(task, "thin", cfg.seed, ctx)
+    run_stage(_scratch(_one_step(cfg)), state, task, ctx, cfg.seed * 1000 + 1)
+    per_step = state.ledger.entries[0]["flops_per_step"]
+    return {"method": "ours", "budget_flops": budget, "budget_by_phase": rows,
+            "flops_per_step": per_step, "steps": max(1, math.ceil(budget / per_step))}
+
+
 def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
-        preset: str | None = None) -> dict:
-    """Run ``cfg.method`` end to end; returns the result written to ``out/result.json``."""
+        preset: str | None = None, cache_dir: str | Path | None = None) -> dict:
+    """Run ``cfg.method`` end to end; returns the result written to ``out/result.json``.
+    ``cache_dir``: share finished stages with other methods' runs (module docstring)."""
     start = time.perf_counter()
     out = Path(out)
     method = get_method(cfg.method)
@@ -165,6 +236,10 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     torch.manual_seed(cfg.seed)
     names = block_names(task.build("thin"))
     stages = _resolve_blocks(method.stages(cfg, len(names)), names)
+    matched = None
+    if method.name == "scratch_long":
+        matched = matched_steps(cfg, task, ctx, names)
+        stages = [_scratch(cfg, steps=matched["steps"])]
     if cfg.task == "bert":
         stages.append(Stage("downstream", "finetune", "downstream", cfg.downstream))
     ckpt_dir = out / "checkpoints"
@@ -181,9 +256,16 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     for i, stage in enumerate(stages):
         path = ckpt_dir / f"{i + 1}-{stage.name}.pt"
         stage_seed = cfg.seed * 1000 + i + 1
+        cached = (Path(cache_dir) / f"{_prefix_key(key, stages[: i + 1], method.final_role)}.pt"
+                  if cache_dir is not None else None)
+        source = None
         if resume and path.exists():
-            payload = load_checkpoint(path)
-            if payload.get("config") != key:
+            source = path
+        elif cached is not None and cached.exists():
+            source = cached
+        if source is not None:
+            payload = load_checkpoint(source)
+            if source == path and payload.get("config") != key:
                 raise UsageError(f"--resume: {path} was written with a different configuration; "
                                  "use another --out or run without --resume")
             for role, sd in payload["models"].items():
@@ -192,7 +274,10 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
                                                     method.final_role)
                 state.models[role].load_state_dict(sd)
             state.ledger.entries = list(payload["ledger"])
-            records[stage.name] = payload["record"] | {"resumed": True}
+            how = "resumed" if source == path else "cached"
+            records[stage.name] = payload["record"] | {how: True}
+            if source == cached and ctx.is_main:
+                save_checkpoint(path, payload | {"config": key})
             continue
         for role in (stage.role, stage.teacher):
             if role is not None and role not in state.models:
@@ -204,11 +289,12 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
         record["eval"] = _evaluate(stage_task, state.models[stage.role], ctx)
         records[stage.name] = record
         if ctx.is_main:
-            save_checkpoint(path, {
-                "stage": stage.name, "config": key, "record": record,
-                "ledger": state.ledger.entries,
-                "models": {r: m.state_dict() for r, m in state.models.items()},
-            })
+            payload = {"stage": stage.name, "config": key, "record": record,
+                       "ledger": state.ledger.entries,
+                       "models": {r: m.state_dict() for r, m in state.models.items()}}
+            save_checkpoint(path, payload)
+            if cached is not None:
+                save_checkpoint(cached, payload)
         ctx.barrier()
 
     final_role = "downstream" if cfg.task == "bert" else method.final_role
@@ -228,9 +314,16 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
         "imitation_block_errors": imitation["block_errors"] if imitation else None,
         "compute": {
             "train_flops": state.ledger.total(exclude=("downstream",)),
+            "teacher_flops": state.ledger.by_stage().get("wide", 0),
+            "student_flops": state.ledger.total(exclude=("downstream", "wide")),
             "downstream_flops": state.ledger.by_stage().get("downstream", 0),
             "by_stage": state.ledger.by_stage(), "entries": state.ledger.entries,
             "counted_with": "torch.utils.flop_counter.FlopCounterMode, first step × steps",
+            # wall time of the training stages as they ran (a cached stage keeps its own)
+            "train_wall_s": sum(r.get("wall_s", 0.0) for n, r in records.items()
+                                if n != "downstream"),
+            "teacher_wall_s": records.get("wide", {}).get("wall_s", 0.0),
+            "matched_to": matched,
         },
         "params": {role: count_params(m) for role, m in state.models.items()}
         | {"thin_architecture": thin_params},

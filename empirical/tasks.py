@@ -101,6 +101,8 @@ class ImageTask(Task):
             kw["width_mult"] = self.cfg.wide_mult
         elif role == "deeper":
             kw["blocks_per_stage"] = self.cfg.deeper_depth
+            if self.cfg.deeper_width_mult != 1.0:
+                kw["width_mult"] = self.cfg.deeper_width_mult
         try:
             return ResNetConfig(**kw)
         except TypeError as exc:
@@ -162,6 +164,8 @@ class BertTask(Task):
             kw["width_mult"] = self.cfg.wide_mult
         elif role == "deeper":
             kw["layers"] = self.cfg.deeper_depth
+            if self.cfg.deeper_width_mult != 1.0:
+                kw["width_mult"] = self.cfg.deeper_width_mult
         try:
             return BertConfig(**kw)
         except TypeError as exc:

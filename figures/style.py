@@ -42,17 +42,38 @@ def save(fig, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
-def script_main(doc: str, draw, argv: list[str] | None = None) -> int:
-    """The command line of a figure script: ``python -m figures.fig_X RESULTS.json --out DIR``."""
+def script_main(doc: str, draw, argv: list[str] | None = None,
+                relpath: str | None = None) -> int:
+    """The command line of a figure script::
+
+        python -m figures.fig_X [RESULTS.json] [--quick] [--out DIR]
+
+    Without a path it reads ``results/<relpath>`` (the committed full results), or with
+    ``--quick`` the quick results that ``gowide reproduce --quick`` leaves in
+    ``figures/out/results/<relpath>``. Bad paths end with a one-line error (exit 2)."""
     import argparse
     import json
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("results", type=Path, help="path to the results JSON file")
+    parser.add_argument("results", type=Path, nargs="?", default=None,
+                        help="path to the results JSON file"
+                             + (f" (default results/{relpath})" if relpath else ""))
+    parser.add_argument("--quick", action="store_true",
+                        help="read the quick results under figures/out/results/")
     parser.add_argument("--out", type=Path, default=Path("figures/out"))
     args = parser.parse_args(argv)
-    with open(args.results, encoding="utf-8") as fh:
-        results = json.load(fh)
+    path = args.results
+    if path is None:
+        if relpath is None:
+            parser.error("give the path to a results file")
+        path = (Path("figures/out/results") if args.quick else Path("results")) / relpath
+    try:
+        with open(path, encoding="utf-8") as fh:
+            results = json.load(fh)
+    except FileNotFoundError:
+        parser.error(f"{path} not found (run 'gowide reproduce{' --quick' * args.quick}')")
+    except (OSError, json.JSONDecodeError) as exc:
+        parser.error(f"{path} cannot be read as JSON ({exc})")
     for p in draw(results, args.out):
         print(p)
     return 0

@@ -19,38 +19,88 @@ DEFAULT_OUT = Path("figures/out")
 
 @dataclass
 class Job:
-    """One experiment: where its result lives, how to compute it and how to draw it."""
+    """One experiment: where its result lives, how to compute it and how to draw it.
+
+    ``compute(quick, progress, path)`` returns the results to be written at ``path``, or
+    ``None`` when it wrote ``path`` itself (the empirical comparisons, whose directory also
+    holds every run); ``draw(results, out, path)`` returns the figure files."""
 
     name: str
     relpath: str  # under the results directory
-    compute: Callable[[bool, bool], dict]  # (quick, progress) -> results
-    draw: Callable[[dict, Path], list]
+    compute: Callable[[bool, bool, Path], dict | None]
+    draw: Callable[[dict, Path, Path], list]
     report: Callable[[dict], list[str]]
 
 
-def _limits(quick: bool, progress: bool) -> dict:
+def _limits(quick: bool, progress: bool, path: Path) -> dict:
     from meanfield.experiments import LimitsConfig, run_limits
 
     return run_limits(LimitsConfig.quick() if quick else LimitsConfig.full(), progress=progress)
 
 
-def _compare(quick: bool, progress: bool) -> dict:
+def _compare(quick: bool, progress: bool, path: Path) -> dict:
     from meanfield.compare import CompareConfig, run_compare
 
     return run_compare(CompareConfig.quick() if quick else CompareConfig.full(),
                        progress=progress)
 
 
-def _draw_limits(results, out):
+def _draw_limits(results, out, path):
     from figures.fig_limits import draw
 
     return draw(results, out)
 
 
-def _draw_compare(results, out):
+def _draw_compare(results, out, path):
     from figures.fig_compare import draw
 
     return draw(results, out)
+
+
+# The quick empirical comparisons: the tiny preset (a smoke test of every method, too small to
+# separate them), two seeds, BERT with shortened stages so that both fit in a few minutes.
+EMPIRICAL_QUICK = {
+    "resnet": [],
+    "bert": ["wide.steps=120", "finetune.steps=120", "imitate.steps_per_block=20",
+             "downstream.steps=200", "data.max_mlm_sequences=2000"],
+}
+
+
+def _empirical(task: str):
+    def compute(quick: bool, progress: bool, path: Path) -> None:
+        from empirical.compare import run_compare
+
+        if quick:
+            run_compare(task, "tiny", [0, 1], path.parent, overrides=EMPIRICAL_QUICK[task],
+                        progress=progress, device="cpu")
+        else:
+            run_compare(task, "small", [0, 1, 2], path.parent, progress=progress,
+                        device="cpu")
+
+    return compute
+
+
+def _draw_empirical(results, out, path):
+    from figures.fig_empirical import draw
+
+    return draw(path.parent, out)
+
+
+def _report_empirical(res: dict) -> list[str]:
+    from empirical.compare import markdown
+
+    task = res["task"]
+    return [
+        f"## Empirical claims: {task} ({res['preset']} preset)",
+        "",
+        markdown(res),
+        f"![{task}: metric against compute](empirical_{task}_compute.png)",
+        "",
+        f"![{task}: per-block imitation error](empirical_{task}_blocks.png)",
+        "",
+        f"![{task}: training curves](empirical_{task}_curves.png)",
+        "",
+    ]
 
 
 def _interval(s: dict) -> str:
@@ -121,6 +171,10 @@ JOBS = (
         _draw_limits, _report_limits),
     Job("imitation versus back-propagation (P3-P5)", "meanfield/compare/compare.json",
         _compare, _draw_compare, _report_compare),
+    Job("empirical claims, ResNet family (C1-C3)", "empirical/resnet/compare.json",
+        _empirical("resnet"), _draw_empirical, _report_empirical),
+    Job("empirical claims, BERT family (C1, C3, C4)", "empirical/bert/compare.json",
+        _empirical("bert"), _draw_empirical, _report_empirical),
 )
 
 
@@ -195,14 +249,17 @@ def _run(args, compute: bool) -> int:
             results = read_json(path, job.name)
         else:
             output_dir(path.parent)
-            results = job.compute(args.quick, not args.no_progress)
-            results["preset"] = preset
-            results["provenance"] = provenance("cpu")
-            write_json(path, results)
+            results = job.compute(args.quick, not args.no_progress, path)
+            if results is None:
+                results = read_json(path, job.name)
+            else:
+                results["preset"] = preset
+                results["provenance"] = provenance("cpu")
+                write_json(path, results)
             print(f"      wrote {path}")
         loaded[job.relpath] = path
         try:
-            figures += job.draw(results, out)
+            figures += job.draw(results, out, path)
             sections += job.report(results)
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise UsageError(f"results file {str(path)!r} is malformed or from another version "
@@ -237,6 +294,4 @@ def render_report(sections: list[str], loaded: dict, prov: dict, preset: str) ->
         f"torch {prov.get('versions', {}).get('torch', '?')}. Results: {sources}.",
         "",
         *sections,
-        "The empirical claims (C1–C4) are not in this report yet.",
-        "",
     ])

@@ -135,7 +135,7 @@ def test_quick_limits_writes_results_and_figures(quick_limits):
     assert not list(out.glob(".*.tmp")), "no temporary files may be left behind"
 
 
-def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path):
+def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monkeypatch):
     out, _ = quick_limits
     results = tmp_path / "results"
     (results / "meanfield" / "limits").mkdir(parents=True)
@@ -149,6 +149,15 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path):
                          eff_max_steps=100, seeds=(0, 1))
     write_json(results / "meanfield" / "compare" / "compare.json",
                run_compare(tiny, progress=False))
+    from empirical_helpers import FAST_BERT, FAST_RESNET, TEST_CACHE
+
+    import empirical.compare
+
+    monkeypatch.setenv("GOWIDE_CACHE", TEST_CACHE)
+    for task, fast in (("resnet", FAST_RESNET), ("bert", FAST_BERT)):
+        empirical.compare.run_compare(task, "tiny", [0, 1], results / "empirical" / task,
+                                      methods=["ours", "scratch"], overrides=fast,
+                                      progress=False, device="cpu")
     proc = subprocess.run(
         [sys.executable, "-m", "gowide", "reproduce", "--quick", "--out", str(tmp_path / "fig"),
          "--results", str(results)],
@@ -159,7 +168,9 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path):
     report = (tmp_path / "fig" / "REPORT.md").read_text()
     assert "P1 width rate" in report and "P2 depth rate" in report and "P5" in report
     assert "limits_width.png" in report
-    for stem in ("limits_depth", "compare_width", "compare_depth", "compare_efficiency"):
+    assert "## Empirical claims: resnet" in report and "| C4 " in report
+    for stem in ("limits_depth", "compare_width", "compare_depth", "compare_efficiency",
+                 "empirical_resnet_compute", "empirical_bert_curves"):
         assert (tmp_path / "fig" / f"{stem}.png").exists()
     assert Path(tmp_path / "fig" / "manifest.json").exists()
 
@@ -180,7 +191,8 @@ def test_figures_with_missing_results_is_a_usage_error(capsys, tmp_path):
 
 def test_result_file_missing_fields_is_a_usage_error(capsys, tmp_path):
     res = tmp_path / "res"
-    for rel in ("meanfield/limits/limits.json", "meanfield/compare/compare.json"):
+    for rel in ("meanfield/limits/limits.json", "meanfield/compare/compare.json",
+                "empirical/resnet/compare.json", "empirical/bert/compare.json"):
         (res / rel).parent.mkdir(parents=True)
         (res / rel).write_text("{}")
     code, _, err = _run(["figures", "--out", str(tmp_path / "o"), "--results", str(res)], capsys)

@@ -7,10 +7,29 @@ from gowide.cli import main
 
 
 def test_presets_load_for_both_tasks():
-    for preset in ("tiny", "small"):
+    for preset in ("tiny", "small", "full"):
         for task in ("resnet", "bert"):
             cfg = build_config(task, "ours", preset)
             assert cfg.task == task and cfg.wide_mult > 1
+
+
+def test_the_deeper_baselines_have_the_stated_sizes():
+    """small/full: the ResNet baseline about twice as deep, the BERT one ~3x the weights of
+    the thin model outside the embeddings and the output layer."""
+    from empirical.models.bert import BertConfig
+
+    for preset in ("small", "full"):
+        r = build_config("resnet", "deeper", preset)
+        assert 1.6 <= r.deeper_depth / r.model["blocks_per_stage"] <= 2.0
+        b = build_config("bert", "deeper", preset)
+        fam = {"thin": BertConfig(**b.model),  # as BertTask.family_config builds them
+               "deeper": BertConfig(**(b.model | {"layers": b.deeper_depth,
+                                                  "width_mult": b.deeper_width_mult}))}
+
+        def body(c):  # attention (4 h^2) and feed-forward (2 h f) weights per layer
+            return c.layers * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.ffn_size)
+
+        assert 2.8 <= body(fam["deeper"]) / body(fam["thin"]) <= 3.5
 
 
 def test_overrides_are_parsed_as_toml():

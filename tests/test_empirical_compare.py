@@ -1,0 +1,132 @@
+"""``gowide empirical compare``: claims and intervals, compute matching, the stage cache."""
+
+import json
+import math
+
+import pytest
+from empirical_helpers import FAST_RESNET, fast_config
+
+from empirical.compare import improvement, markdown, summarise
+from empirical.methods import run
+from gowide.cli import main
+
+
+def _fake_result(task, method, seed, acc, flops=1e9, teacher=0):
+    metrics = ({"test": {"accuracy": acc}, "val": {"accuracy": acc}} if task == "resnet" else
+               {"downstream": {"test": {"accuracy": acc}},
+                "mlm": {"val": {"mlm_loss": math.log(100 * (1.5 - acc)), "mlm_accuracy": acc}}})
+    return {"task": task, "method": method, "seed": seed, "metrics": metrics,
+            "config": {"method": method, "seed": seed, "task": task}, "data": {},
+            "provenance": {}, "final_model": "thin", "params": {"thin": 10},
+            "compute": {"train_flops": flops, "teacher_flops": teacher,
+                        "student_flops": flops - teacher, "train_wall_s": 1.0,
+                        "teacher_wall_s": 0.0}}
+
+
+def _results(task, table):
+    return {(m, s): _fake_result(task, m, s, acc) for m, accs in table.items()
+            for s, acc in enumerate(accs)}
+
+
+def test_claims_follow_the_paired_interval():
+    table = {"ours": [0.90, 0.91, 0.92], "scratch": [0.85, 0.86, 0.88],
+             "deeper": [0.902, 0.913, 0.921], "kd": [0.91, 0.90, 0.93]}
+    s = summarise("resnet", "x", [0, 1, 2], list(table), _results("resnet", table))
+    claims = {c["claim"]: c for c in s["claims"]}
+    c1 = claims["C1"]
+    assert c1["per_seed"] == pytest.approx([0.05, 0.05, 0.04])
+    assert c1["measured"] == pytest.approx(0.14 / 3)
+    lo, hi = c1["interval"]
+    assert 0 < lo < c1["measured"] < hi and c1["held"] is True and c1["wins"] == 3
+    # C2 is non-inferiority: ours is slightly behind deeper, but within the margin of 0.01
+    assert claims["C2"]["measured"] < 0 and claims["C2"]["margin"] == 0.01
+    assert claims["C2"]["interval"][0] == pytest.approx(-0.002 - 4.3027 * 0.001 / 3 ** 0.5,
+                                                        abs=1e-6)
+    assert claims["C2"]["held"] is True
+    # C3: ours ahead on one seed, behind on two: the interval covers 0, not held
+    assert claims["C3"]["interval"][0] < 0 and claims["C3"]["held"] is False
+    assert s["methods"]["ours"]["mean"]["test_accuracy"] == pytest.approx(0.91)
+    assert s["methods"]["ours"]["std"]["test_accuracy"] == pytest.approx(0.01)
+    text = markdown(s)
+    assert "| C1 ours beats the thin net trained normally (vs `scratch`)" in text
+    assert "**no**" in text
+
+
+def test_perplexity_improvement_is_relative_and_lower_is_better():
+    assert improvement(90.0, 100.0, "perplexity") == pytest.approx(0.1)
+    assert improvement(0.8, 0.7, "accuracy") == pytest.approx(0.1)
+    table = {"ours": [0.8, 0.8], "scratch": [0.7, 0.72], "kd": [0.8, 0.8], "deeper": [0.8, 0.8]}
+    s = summarise("bert", "x", [0, 1], list(table), _results("bert", table))
+    by = {(c["claim"], c["metric"]): c for c in s["claims"]}
+    assert set(by) == {(c, m) for c in ("C1", "C3", "C4")
+                       for m in ("mlm_perplexity", "downstream_accuracy")}
+    assert all(d > 0 for d in by[("C1", "mlm_perplexity")]["per_seed"])
+    assert by[("C3", "downstream_accuracy")]["measured"] == 0.0
+
+
+def test_one_seed_or_a_missing_method_gives_no_verdict():
+    table = {"ours": [0.9], "scratch": [0.8]}
+    s = summarise("resnet", "x", [0], list(table), _results("resnet", table))
+    claims = {c["claim"]: c for c in s["claims"]}
+    assert claims["C1"]["held"] is None and "two seeds" in claims["C1"]["note"]
+    assert claims["C2"]["held"] is None and "deeper" in claims["C2"]["note"]
+    assert "n/a" in markdown(s)
+
+
+def test_scratch_long_gets_the_flops_of_ours_with_its_teacher(tmp_path):
+    ours = run(fast_config("resnet", "ours"), tmp_path / "ours", progress=False)
+    long = run(fast_config("resnet", "scratch_long"), tmp_path / "long", progress=False)
+    matched = long["compute"]["matched_to"]
+    assert matched["budget_flops"] == ours["compute"]["train_flops"]
+    per_step = matched["flops_per_step"]
+    assert 0 <= long["compute"]["train_flops"] - ours["compute"]["train_flops"] < per_step
+    scratch = run(fast_config("resnet", "scratch"), tmp_path / "scratch", progress=False)
+    thin_steps = (ours["stages"]["finetune"]["steps"]
+                  + sum(p["steps"] for p in ours["stages"]["imitate"]["phases"]))
+    assert scratch["stages"]["scratch"]["steps"] == thin_steps < matched["steps"]
+
+
+def test_compare_cli_reuses_finished_runs_and_shares_stages(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["empirical", "compare", "--task", "resnet", "--seeds", "2", "--out", str(out),
+            "--methods", "ours,ours_no_ft,scratch,kd", "--quiet", "--device", "cpu"]
+    for item in FAST_RESNET:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["seeds"] == [0, 1] and set(summary["methods"]) == {
+        "ours", "ours_no_ft", "scratch", "kd"}
+    assert {c["claim"] for c in summary["claims"]} == {"C1", "C2", "C3"}
+    for c in summary["claims"]:
+        assert set(c) >= {"claim", "measured", "interval", "held"}
+    assert (out / "compare.md").exists()
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
+        "empirical_resnet_blocks.png", "empirical_resnet_compute.png",
+        "empirical_resnet_curves.png"]
+    assert not (out / "cache").exists() and not list(out.rglob("checkpoints/*.pt"))
+    # ours_no_ft took the wide and imitation stages of ours from the cache, unchanged
+    no_ft = json.loads((out / "runs" / "ours_no_ft" / "seed1" / "result.json").read_text())
+    assert no_ft["stages"]["wide"].get("cached") and no_ft["stages"]["imitate"].get("cached")
+    alone = run(fast_config("resnet", "ours_no_ft", seed=1), tmp_path / "alone",
+                progress=False)
+    assert alone["metrics"] == no_ft["metrics"]
+    assert alone["compute"]["train_flops"] == no_ft["compute"]["train_flops"]
+    # a second call reuses every finished run
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == stamps
+
+
+@pytest.mark.parametrize("bad", [["--methods", "ours,nope"], ["--seeds", "0"],
+                                 ["--set", "wide.steps=-1"], ["--threads", "-2"]])
+def test_compare_bad_input_is_one_line(tmp_path, capsys, bad):
+    out = tmp_path / "cmp"
+    code = None
+    try:
+        code = main(["empirical", "compare", "--task", "resnet", "--out", str(out)] + bad)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()
