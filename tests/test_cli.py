@@ -149,6 +149,10 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monk
                          eff_max_steps=100, seeds=(0, 1))
     write_json(results / "meanfield" / "compare" / "compare.json",
                run_compare(tiny, progress=False))
+    from meanfield.clouds import CloudsConfig, run_clouds
+
+    write_json(results / "meanfield" / "clouds" / "clouds.json",
+               run_clouds(CloudsConfig.quick(), progress=False))
     from empirical_helpers import FAST_BERT, FAST_RESNET, TEST_CACHE
 
     import empirical.compare
@@ -170,7 +174,7 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monk
     assert "limits_width.png" in report
     assert "## Empirical claims: resnet" in report and "| C4 " in report
     for stem in ("limits_depth", "compare_width", "compare_depth", "compare_efficiency",
-                 "empirical_resnet_compute", "empirical_bert_curves"):
+                 "clouds", "empirical_resnet_compute", "empirical_bert_curves"):
         assert (tmp_path / "fig" / f"{stem}.png").exists()
     assert Path(tmp_path / "fig" / "manifest.json").exists()
 
@@ -192,7 +196,8 @@ def test_figures_with_missing_results_is_a_usage_error(capsys, tmp_path):
 def test_result_file_missing_fields_is_a_usage_error(capsys, tmp_path):
     res = tmp_path / "res"
     for rel in ("meanfield/limits/limits.json", "meanfield/compare/compare.json",
-                "empirical/resnet/compare.json", "empirical/bert/compare.json"):
+                "meanfield/clouds/clouds.json", "empirical/resnet/compare.json",
+                "empirical/bert/compare.json"):
         (res / rel).parent.mkdir(parents=True)
         (res / rel).write_text("{}")
     code, _, err = _run(["figures", "--out", str(tmp_path / "o"), "--results", str(res)], capsys)
