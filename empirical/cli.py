@@ -21,7 +21,7 @@ from gowide.cli import non_negative_int, positive_int
 
 def _run(args) -> int:
     from empirical.config import build_config
-    from empirical.methods import get_method, run
+    from empirical.methods import check_out, get_method, run
     from empirical.train import Diverged
 
     get_method(args.method)
@@ -29,6 +29,7 @@ def _run(args) -> int:
     if args.data_dir is not None:
         args.overrides = list(args.overrides) + [f"data.data_dir={_toml_string(args.data_dir)}"]
     cfg = build_config(args.task, args.method, args.preset, args.overrides, **fields)
+    check_out(args.out)
     try:
         result = run(cfg, args.out, resume=args.resume, progress=not args.quiet,
                      preset=args.preset)
@@ -58,6 +59,8 @@ def _summary(result: dict, out) -> str:
 
 def _compare(args) -> int:
     from empirical.compare import markdown, parse_methods, run_compare
+    from empirical.config import build_config
+    from empirical.methods import check, check_out
     from empirical.train import Diverged
 
     methods = parse_methods(args.methods)
@@ -65,6 +68,11 @@ def _compare(args) -> int:
     overrides = list(args.overrides)
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={_toml_string(args.data_dir)}")
+    # Every method's input is checked before the first run starts.
+    cfgs = [build_config(args.task, m, args.preset, overrides, seed=0, **fields)
+            for m in methods]
+    check_out(args.out)
+    check(cfgs)
     try:
         summary = run_compare(args.task, args.preset, list(range(args.seeds)), args.out,
                               methods=methods, overrides=overrides, progress=not args.quiet,

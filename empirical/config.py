@@ -10,6 +10,7 @@ the fields of :class:`RunConfig`. Unknown keys, wrong types and values out of ra
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -20,6 +21,7 @@ from gowide.errors import UsageError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("resnet", "bert")
+SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT)
 
 
 def _check_choice(where: str, value, choices):
@@ -28,8 +30,20 @@ def _check_choice(where: str, value, choices):
 
 
 def _check_positive(where: str, value):
-    if value is None or value <= 0:
+    if value is None or not value > 0:
         raise UsageError(f"{where} must be positive, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{where} must be finite, got {value!r}")
+
+
+def _check_non_negative(where: str, value):
+    if not value >= 0 or (isinstance(value, float) and not math.isfinite(value)):
+        raise UsageError(f"{where} must be a finite number >= 0, got {value!r}")
+
+
+def _check_seed(where: str, value):
+    if not 0 <= value < SEED_LIMIT:
+        raise UsageError(f"{where} must be an integer in [0, 2**32), got {value!r}")
 
 
 @dataclass
@@ -45,6 +59,9 @@ class DataConfig:
         _check_choice("data.dataset", self.dataset, ("digits", "mnist5k", "fashion"))
         _check_positive("data.vocab_size", self.vocab_size)
         _check_positive("data.max_len", self.max_len)
+        _check_seed("data.split_seed", self.split_seed)
+        if self.max_mlm_sequences is not None:
+            _check_positive("data.max_mlm_sequences", self.max_mlm_sequences)
 
 
 @dataclass
@@ -67,6 +84,7 @@ class SupervisedConfig:
         _check_positive(f"{where}.lr", self.lr)
         _check_positive(f"{where}.temperature", self.temperature)
         _check_positive(f"{where}.log_every", self.log_every)
+        _check_non_negative(f"{where}.weight_decay", self.weight_decay)
         if not 0.0 <= self.kd_weight <= 1.0:
             raise UsageError(f"{where}.kd_weight must lie in [0, 1], got {self.kd_weight}")
         if not 0.0 <= self.warmup < 1.0:
@@ -101,6 +119,7 @@ class ImitateConfig:
         _check_choice(f"{where}.subsample_rescale", self.subsample_rescale, ("sqrt", "linear"))
         for name in ("steps_per_block", "steps", "batch_size", "lr", "log_every"):
             _check_positive(f"{where}.{name}", getattr(self, name))
+        _check_non_negative(f"{where}.weight_decay", self.weight_decay)
 
 
 @dataclass
@@ -126,6 +145,7 @@ class RunConfig:
     def validate(self):
         _check_choice("task", self.task, TASKS)
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_seed("seed", self.seed)
         _check_positive("wide_mult", self.wide_mult)
         _check_positive("deeper_depth", self.deeper_depth)
         _check_positive("deeper_width_mult", self.deeper_width_mult)
@@ -135,9 +155,49 @@ class RunConfig:
         self.imitate.validate("imitate")
         self.finetune.validate("finetune")
         self.downstream.validate("downstream")
+        _check_model(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Model settings that the data decides (set by the task), per task.
+DATA_DECIDED = {"resnet": ("in_channels", "num_classes"), "bert": ("vocab_size", "max_len")}
+
+
+def _check_model(cfg: RunConfig) -> None:
+    """Check the ``[model]`` table against the task's model family before anything runs: the
+    types of its entries, and the thin, wide and deeper members it makes (as the task builds
+    them, ``empirical.tasks``)."""
+    if cfg.task == "resnet":
+        from empirical.models.resnet import ResNetConfig as family
+
+        depth_key = "blocks_per_stage"
+    else:
+        from empirical.models.bert import BertConfig as family
+
+        depth_key = "layers"
+    hints = typing.get_type_hints(family)
+    for key, value in cfg.model.items():
+        if key in DATA_DECIDED[cfg.task]:
+            raise UsageError(f"model.{key} is set from the data; remove it from the config")
+        if key in hints:
+            _coerce(f"model.{key}", hints[key], value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"model.{key} must be finite, got {value!r}")
+    if "dropout" in hints and not 0.0 <= cfg.model.get("dropout", 0.0) <= 1.0:
+        raise UsageError(f"model.dropout must lie in [0, 1], got {cfg.model['dropout']}")
+    deeper = {depth_key: cfg.deeper_depth}
+    if cfg.deeper_width_mult != 1.0:
+        deeper["width_mult"] = cfg.deeper_width_mult
+    for role, changes in (("thin", {}), ("wide", {"width_mult": cfg.wide_mult}),
+                          ("deeper", deeper)):
+        try:
+            family(**(cfg.model | changes))
+        except TypeError as exc:
+            raise UsageError(f"[model] for {cfg.task}: {exc}") from None
+        except UsageError as exc:
+            raise UsageError(f"[model] ({role} member): {exc}") from None
 
 
 def _is_dataclass_type(tp) -> bool:
@@ -220,7 +280,11 @@ def load_preset(preset: str) -> dict:
         known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
         raise UsageError(f"preset {preset!r} not found (known presets: {known}, or a .toml path)")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read preset {str(path)!r}: {exc}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: malformed TOML: {exc}") from None
 

@@ -26,9 +26,12 @@ of the method they are compared with:
 For the ``bert`` task each method's final model is then fine-tuned on the downstream
 classification task (stage ``downstream``), identically for every method.
 
-A run writes ``DIR/checkpoints/<i>-<stage>.pt`` after each stage (atomically), then
+Every input is checked (:func:`plan`) before anything trains or any file is written. A run
+writes ``DIR/checkpoints/<i>-<stage>.pt`` after each stage (atomically), then
 ``DIR/model.pt`` (the final model's weights) and ``DIR/result.json``. ``resume=True`` loads
-the finished stages' checkpoints instead of running them again. With ``cache_dir``, the state
+the finished stages' checkpoints instead of running them again; one that cannot be loaded
+(a damaged file) is reported on stderr and its stage runs again, and temporary files left by
+an interrupted writer are removed. With ``cache_dir``, the state
 after every stage is also stored there under a hash of the configuration and of the stages
 so far, so methods that begin with the same stages (every method with a wide teacher, for one
 seed) train them once: a cached stage keeps its record, its FLOPs and its wall time, and is
@@ -41,6 +44,8 @@ import copy
 import hashlib
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -52,7 +57,13 @@ from empirical.capture import block_names
 from empirical.config import RunConfig
 from empirical.stages import RunState, Stage, run_stage
 from empirical.tasks import make_task
-from empirical.train import load_checkpoint, prepare_model, save_checkpoint, setup_context
+from empirical.train import (
+    check_device,
+    load_checkpoint,
+    prepare_model,
+    save_checkpoint,
+    setup_context,
+)
 from gowide.atomic import write_json
 from gowide.errors import UsageError
 from gowide.provenance import provenance
@@ -222,6 +233,107 @@ def matched_steps(cfg: RunConfig, task, ctx, names: list[str]) -> dict:
             "flops_per_step": per_step, "steps": max(1, math.ceil(budget / per_step))}
 
 
+def plan(cfg: RunConfig, task, world: int = 1) -> tuple[list[str], list[Stage]]:
+    """Check what :func:`run` will need before it trains or writes anything: the method, the
+    model members, the imitated blocks and the batch sizes against the data. Returns the
+    thin model's block names and the stages (``scratch_long``'s steps are set in ``run``)."""
+    method = get_method(cfg.method)
+    roles = {"thin"} | {r for s in method.stages(cfg, 1) for r in (s.role, s.teacher) if r}
+    for role in sorted(roles):
+        task.family_config(role)
+    names = block_names(task.build("thin"))
+    stages = _resolve_blocks(method.stages(cfg, len(names)), names)
+    if cfg.task == "bert":
+        stages.append(Stage("downstream", "finetune", "downstream", cfg.downstream))
+    for stage in stages:
+        if stage.kind == "imitate":
+            missing = [b for b in stage.config.blocks or [] if b not in names]
+            if missing:
+                raise UsageError(f"imitate.blocks: {missing[0]!r} is not a block of "
+                                 f"{type(task.build('thin')).__name__}; its blocks are: "
+                                 f"{', '.join(names)}")
+        if stage.kind in ("wide", "imitate", "finetune"):
+            stage_task = task.downstream_task() if stage.name == "downstream" else task
+            # The first batch runs the checks of index_batches (size, divisibility).
+            next(stage_task.train_batches(stage.config.batch_size, torch.Generator(), 0, world))
+    return names, stages
+
+
+def check(cfgs: list[RunConfig]) -> None:
+    """Check configurations as :func:`run` would, before any of them runs (the data is
+    loaded once per distinct data setting)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    tasks = {}
+    for cfg in cfgs:
+        check_device(cfg.device)
+        data_key = json.dumps([cfg.task, cfg.to_dict()["data"]], sort_keys=True)
+        if data_key not in tasks:
+            tasks[data_key] = make_task(cfg)
+        task = copy.copy(tasks[data_key])  # the same data, this configuration's models
+        task.cfg = cfg
+        plan(cfg, task, world)
+
+
+STAGE_KEYS = {"config", "record", "ledger", "models"}
+
+
+def check_out(out: Path) -> None:
+    """UsageError unless ``out`` is a directory or can be created as one."""
+    out = Path(out)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        if existing == out:
+            raise UsageError(f"output path {str(out)!r} exists and is not a directory")
+        raise UsageError(f"cannot create output directory {str(out)!r}: {str(existing)!r} "
+                         "is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {str(existing)!r} is not writable")
+
+
+def _warn(ctx, message: str) -> None:
+    if ctx.is_main:
+        print(f"gowide: warning: {message}", file=sys.stderr)
+
+
+def _read_stage(path: Path, ctx) -> dict | None:
+    """A stage checkpoint's payload, or None (with a warning) when the file is damaged."""
+    try:
+        payload = load_checkpoint(path)
+        if not isinstance(payload, dict) or not STAGE_KEYS <= payload.keys():
+            raise ValueError("not a stage checkpoint")
+        return payload
+    except Exception as exc:  # whatever the damage, the stage runs again
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        _warn(ctx, f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {reason}); "
+                   "its stage runs again")
+        return None
+
+
+def _resumable(ckpt_dir: Path, stages: list[Stage], key: dict, ctx) -> dict[int, dict]:
+    """The checkpoints ``--resume`` can use, by stage index, read before anything is written:
+    one written with another configuration is an error, a damaged one is skipped."""
+    found = {}
+    for i, stage in enumerate(stages):
+        path = ckpt_dir / f"{i + 1}-{stage.name}.pt"
+        payload = _read_stage(path, ctx) if path.exists() else None
+        if payload is None:
+            continue
+        if payload["config"] != key:
+            raise UsageError(f"--resume: {path} was written with a different configuration; "
+                             "use another --out or run without --resume")
+        found[i] = payload
+    return found
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Temporary files of writers that were interrupted (see save_checkpoint, write_json)."""
+    stale = [*out.glob(".result.json.*.tmp"), *out.glob(".model.pt.*.tmp"),
+             *(out / "checkpoints").glob(".*.tmp")]
+    for path in stale:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
 def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
         preset: str | None = None, cache_dir: str | Path | None = None) -> dict:
     """Run ``cfg.method`` end to end; returns the result written to ``out/result.json``.
@@ -229,54 +341,47 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     start = time.perf_counter()
     out = Path(out)
     method = get_method(cfg.method)
+    check_out(out)
     ctx = setup_context(cfg.device, progress)
-    if cfg.threads and ctx.device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
     task = make_task(cfg)
     torch.manual_seed(cfg.seed)
-    names = block_names(task.build("thin"))
-    stages = _resolve_blocks(method.stages(cfg, len(names)), names)
+    names, stages = plan(cfg, task, ctx.world)
+    key = _config_key(cfg)
+    ckpt_dir = out / "checkpoints"
+    resumed = _resumable(ckpt_dir, stages, key, ctx) if resume else {}
+    if cfg.threads and ctx.device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
     matched = None
     if method.name == "scratch_long":
         matched = matched_steps(cfg, task, ctx, names)
-        stages = [_scratch(cfg, steps=matched["steps"])]
-    if cfg.task == "bert":
-        stages.append(Stage("downstream", "finetune", "downstream", cfg.downstream))
-    ckpt_dir = out / "checkpoints"
+        stages[0] = _scratch(cfg, steps=matched["steps"])
     if ctx.is_main:
         # A result file is only ever the one of the run that completed last in this directory.
         (out / "result.json").unlink(missing_ok=True)
+        _remove_temporaries(out)
         if not resume and ckpt_dir.exists():
             for old in ckpt_dir.glob("*.pt"):
                 old.unlink()
     ctx.barrier()
     state = RunState()
     records: dict[str, dict] = {}
-    key = _config_key(cfg)
     for i, stage in enumerate(stages):
         path = ckpt_dir / f"{i + 1}-{stage.name}.pt"
         stage_seed = cfg.seed * 1000 + i + 1
         cached = (Path(cache_dir) / f"{_prefix_key(key, stages[: i + 1], method.final_role)}.pt"
                   if cache_dir is not None else None)
-        source = None
-        if resume and path.exists():
-            source = path
-        elif cached is not None and cached.exists():
-            source = cached
-        if source is not None:
-            payload = load_checkpoint(source)
-            if source == path and payload.get("config") != key:
-                raise UsageError(f"--resume: {path} was written with a different configuration; "
-                                 "use another --out or run without --resume")
+        payload, how = resumed.get(i), "resumed"
+        if payload is None and cached is not None and cached.exists():
+            payload, how = _read_stage(cached, ctx), "cached"
+        if payload is not None:
             for role, sd in payload["models"].items():
                 if role not in state.models:
                     state.models[role] = _new_model(task, role, cfg, ctx, state,
                                                     method.final_role)
                 state.models[role].load_state_dict(sd)
             state.ledger.entries = list(payload["ledger"])
-            how = "resumed" if source == path else "cached"
             records[stage.name] = payload["record"] | {how: True}
-            if source == cached and ctx.is_main:
+            if how == "cached" and ctx.is_main:
                 save_checkpoint(path, payload | {"config": key})
             continue
         for role in (stage.role, stage.teacher):

@@ -100,19 +100,31 @@ def _predecessors(model: nn.Module) -> dict[str, str | None]:
     return {n: (names[i - 1] if i > 0 else None) for i, n in enumerate(names)}
 
 
+def teacher_outputs(wide, task, batch, names: list[str], ctx: Context,
+                    stop_after: str | None = None) -> dict[str, torch.Tensor]:
+    """The wide model's outputs of the blocks ``names`` on ``batch`` (no grad, detached), its
+    forward pass stopped after ``stop_after`` (default: the last of ``names``)."""
+    with torch.no_grad(), ctx.autocast():
+        with FeatureCapture(wide, names, detach=True,
+                            stop_after=stop_after or names[-1]) as wc:
+            wc.run(task.forward, wide, batch)
+    return wc.outputs
+
+
 def imitation_forward(thin, wide, connectors: Connectors, task, batch, loss_blocks: list[str],
-                      inputs: str, ctx: Context):
+                      inputs: str, ctx: Context, z: dict[str, torch.Tensor] | None = None):
     """One forward pass of stage 2: wide block outputs (no grad) and thin ones.
-    Returns ({block: thin output mapped to the wide space}, {block: wide output})."""
+    Returns ({block: thin output mapped to the wide space}, {block: wide output}).
+    ``z``: the wide block outputs of this batch when they are already at hand (precomputed,
+    ``precompute.py``); the wide model then does not run."""
     pred = _predecessors(thin)
     last = loss_blocks[-1]
-    wide_needed = list(dict.fromkeys(
-        loss_blocks + [pred[b] for b in loss_blocks if pred[b] is not None and inputs == "teacher"]
-    ))
-    with torch.no_grad(), ctx.autocast():
-        with FeatureCapture(wide, wide_needed, detach=True, stop_after=last) as wc:
-            wc.run(task.forward, wide, batch)
-    z = wc.outputs
+    if z is None:
+        wide_needed = list(dict.fromkeys(
+            loss_blocks
+            + [pred[b] for b in loss_blocks if pred[b] is not None and inputs == "teacher"]
+        ))
+        z = teacher_outputs(wide, task, batch, wide_needed, ctx, stop_after=last)
     overrides = {}
     if inputs == "teacher":
         for b in loss_blocks:
@@ -138,6 +150,21 @@ def block_errors(thin, wide, connectors, task, ctx, names, inputs: str, size: in
     mapped, z = imitation_forward(thin, wide, connectors, task, batch, names, inputs, ctx)
     thin.train(was)
     return {b: relative_error(mapped[b], z[b]) for b in names}
+
+
+def imitation_step(thin, wide, connectors: Connectors, task, batch, loss_blocks: list[str],
+                   cfg: ImitateConfig, ctx: Context, opt,
+                   z: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Forward and backward pass of one stage-2 step (the optimizer step is the caller's);
+    returns the loss, the mean of the per-block imitation losses."""
+    mapped, z = imitation_forward(thin, wide, connectors, task, batch, loss_blocks, cfg.inputs,
+                                  ctx, z)
+    per_block = {b: imitation_loss(mapped[b], z[b], thin.feature_dim, cfg.normalize)
+                 for b in loss_blocks}
+    loss = torch.stack(list(per_block.values())).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss
 
 
 def _set_trainable(thin: nn.Module, connectors: Connectors, blocks: list[str]) -> list:
@@ -176,8 +203,12 @@ def transfer_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, last
 
 
 def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Context,
-            stage: str, seed: int, ledger: ComputeLedger) -> dict:
-    """Stage 2 (see the module docstring). Leaves ``thin`` with exactly its own architecture."""
+            stage: str, seed: int, ledger: ComputeLedger, features=None) -> dict:
+    """Stage 2 (see the module docstring). Leaves ``thin`` with exactly its own architecture.
+
+    ``features``: the wide model's block outputs on the whole training set, computed once
+    (:class:`empirical.precompute.TeacherFeatures`); the steps then read them instead of
+    running the wide model, on the same batches."""
     start = time.perf_counter()
     all_names = block_names(thin)
     names = list(cfg.blocks) if cfg.blocks else all_names
@@ -203,8 +234,14 @@ def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Con
                 phases.append((b, [b], [b], cfg.steps_per_block))
     else:
         phases = [("all", all_names[: order[names[-1]] + 1], names, cfg.steps)]
-    batches = task.train_batches(cfg.batch_size, torch.Generator().manual_seed(seed),
-                                 ctx.rank, ctx.world)
+    generator = torch.Generator().manual_seed(seed)
+    if features is None:
+        batches = ((b, None) for b in task.train_batches(cfg.batch_size, generator, ctx.rank,
+                                                         ctx.world))
+    else:
+        features.check_covers(names if cfg.inputs == "thin" else below)
+        batches = features.batches(cfg.batch_size, generator, ctx.rank, ctx.world)
+        ledger.add(stage, "teacher_features", features.flops * ctx.world, 1)
     phase_records = []
     for phase, train_blocks, loss_blocks, steps in phases:
         params = _set_trainable(thin, connectors, train_blocks)
@@ -214,17 +251,13 @@ def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Con
         log = LossLog(cfg.log_every)
         label = f"{stage}[{phase}]"
         for step in tqdm(range(steps), desc=label, disable=ctx.quiet_bars, leave=False):
-            batch = to_device(next(batches), ctx.device)
+            batch, z = next(batches)
+            batch = to_device(batch, ctx.device)
+            z = None if z is None else to_device(z, ctx.device)
 
-            def one_step(batch=batch, loss_blocks=loss_blocks, opt=opt):
-                mapped, z = imitation_forward(thin, wide, connectors, task, batch, loss_blocks,
-                                              cfg.inputs, ctx)
-                per_block = {b: imitation_loss(mapped[b], z[b], thin.feature_dim, cfg.normalize)
-                             for b in loss_blocks}
-                loss = torch.stack(list(per_block.values())).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                return loss
+            def one_step(batch=batch, z=z, loss_blocks=loss_blocks, opt=opt):
+                return imitation_step(thin, wide, connectors, task, batch, loss_blocks, cfg,
+                                      ctx, opt, z)
 
             if step == 0:
                 loss, flops = count_flops(one_step)

@@ -9,11 +9,14 @@ optimizers, the supervised loop, divergence checks and atomic checkpoints.
   or GroupNorm/LayerNorm models match a single process exactly.
 * Divergence: a non-finite loss stops the run with :class:`Diverged`, naming stage and
   step; checkpoints are written only after a stage completes, so the last good one stays.
+* Checkpoints: written to a temporary file and renamed into place, with a SHA-256 of their
+  tensors that :func:`load_checkpoint` checks, so a damaged file is found, never used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -32,6 +35,10 @@ from gowide.errors import UsageError
 
 class Diverged(RuntimeError):
     """A loss became NaN or infinite."""
+
+
+class BadCheckpoint(RuntimeError):
+    """A checkpoint file whose tensors do not match the checksum stored with them."""
 
 
 @dataclass
@@ -59,7 +66,11 @@ class Context:
         if not self.distributed:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # A model with several heads (BERT: masked-LM and classification) leaves the unused
+        # head without gradients, which DDP must be told about.
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=ids,
+            find_unused_parameters=getattr(model, "has_unused_heads", False))
 
     def barrier(self) -> None:
         if self.distributed:
@@ -95,10 +106,14 @@ class Context:
         return f"{kind} x {self.world} process(es)" if self.distributed else kind
 
 
-def setup_context(device: str = "auto", progress: bool = True) -> Context:
-    """Pick the device and, under ``torchrun`` (``WORLD_SIZE`` > 1), join the process group."""
+def check_device(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA device is available")
+
+
+def setup_context(device: str = "auto", progress: bool = True) -> Context:
+    """Pick the device and, under ``torchrun`` (``WORLD_SIZE`` > 1), join the process group."""
+    check_device(device)
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0
@@ -211,13 +226,38 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, ctx: Context
             "kd": use_kd, "wall_s": time.perf_counter() - start}
 
 
+CHECKSUM_KEY = "tensor_sha256"
+
+
+def tensor_digest(obj) -> str:
+    """SHA-256 of every tensor in a nested dict/list (with its place, dtype and shape)."""
+    h = hashlib.sha256()
+
+    def visit(where: str, x) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}:{t.dtype}:{tuple(x.shape)};".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                visit(f"{where}/{k}", x[k])
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                visit(f"{where}/{i}", v)
+
+    visit("", obj)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: Path, payload: dict) -> Path:
-    """``torch.save`` to a temporary file in the same directory, then rename into place."""
+    """``torch.save`` (with the checksum of the tensors) to a temporary file in the same
+    directory, then rename into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
+        torch.save(body | {CHECKSUM_KEY: tensor_digest(body)}, tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -226,4 +266,11 @@ def save_checkpoint(path: Path, payload: dict) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint; :class:`BadCheckpoint` if its tensors fail their checksum (files
+    written before checksums were stored are loaded unchecked)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(payload, dict) and CHECKSUM_KEY in payload:
+        body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
+        if tensor_digest(body) != payload[CHECKSUM_KEY]:
+            raise BadCheckpoint(f"{path}: the tensors do not match their checksum")
+    return payload

@@ -19,11 +19,22 @@ from gowide.errors import UsageError
 COMMAND_MODULES = ("meanfield.cli", "gowide.reproduce", "empirical.cli")
 
 
+# Characters that end a line (str.splitlines); escaped in error messages that quote input.
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break escaped, so a message stays on one line."""
+    for ch in LINE_BREAKS:
+        text = text.replace(ch, ascii(ch)[1:-1])
+    return text
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2) instead of usage dumps."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -64,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UsageError as exc:
-        print(f"gowide: error: {exc}", file=sys.stderr)
+        print(f"gowide: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gowide: interrupted", file=sys.stderr)

@@ -99,6 +99,30 @@ def evaluate(net: MeanFieldResNet, X: Tensor, Y: Tensor) -> float:
         return float(square_loss(net._forward(X), Y))
 
 
+def gradient_step(net: MeanFieldResNet, xb: Tensor, yb: Tensor, lr: float,
+                  weight_decay: float = 0.0, noise_scale: float = 0.0,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """One step of mean-field gradient descent on the batch (xb, yb), in place on the particles
+    of ``net`` (which must require grad): θ ← θ − η·N·L·∂R/∂θ [− ηλθ] [+ noise_scale·ξ].
+    Returns the loss before the step; a non-finite loss raises FloatingPointError and moves
+    nothing."""
+    params = net.parameters()
+    loss = square_loss(net._forward(xb), yb)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss = {loss.item()}")
+    grads = torch.autograd.grad(loss, params)
+    scale = net.width * net.depth
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p.sub_(lr * scale * g)
+            if weight_decay:
+                p.sub_(lr * weight_decay * p)
+            if noise_scale:
+                xi = torch.randn(p.shape, generator=generator, dtype=net.dtype).to(net.device)
+                p.add_(noise_scale * xi)
+    return loss
+
+
 def train(
     net: MeanFieldResNet,
     X,
@@ -126,7 +150,6 @@ def train(
     for p in params:
         p.requires_grad_(True)
     L, N, d = net.depth, net.width, net.dim
-    scale = N * L
     n = X.shape[0]
     hist = History(config=asdict(config))
     batch = n if config.batch_size is None else min(config.batch_size, n)
@@ -149,18 +172,10 @@ def train(
         else:
             idx = torch.randint(0, n, (batch,), generator=gen).to(device)
             xb, yb = X[idx], Y[idx]
-        loss = square_loss(net._forward(xb), yb)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training diverged at step {step}: loss = {loss.item()}")
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for p, g in zip(params, grads, strict=True):
-                p.sub_(config.lr * scale * g)
-                if config.weight_decay:
-                    p.sub_(config.lr * config.weight_decay * p)
-                if noise_scale:
-                    xi = torch.randn(p.shape, generator=gen, dtype=dtype).to(device)
-                    p.add_(noise_scale * xi)
+        try:
+            loss = gradient_step(net, xb, yb, config.lr, config.weight_decay, noise_scale, gen)
+        except FloatingPointError as exc:
+            raise FloatingPointError(f"training diverged at step {step}: {exc}") from None
         hist.step_loss.append(loss.item())
         hist.particle_gradients += batch * N * L
         hist.flops += 3.0 * forward_flops(batch, L, N, d)  # forward + backward ≈ 3 forwards

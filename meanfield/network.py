@@ -161,8 +161,19 @@ class MeanFieldResNet:
     # ------------------------------------------------------------------ the maps
     def block(self, layer: int, x: Tensor) -> Tensor:
         """g_l(x) = (1/N) Σ_i a_i σ(w_i·x + b_i) for one layer; x (B, d) -> (B, d)."""
-        h = self.act.fn(x @ self.w[layer].T + self.b[layer])  # (B, N)
-        return h @ self.a[layer] / self.width  # (B, d)
+        return self._block(x, self.a[layer], self.w[layer], self.b[layer])
+
+    def _block(self, x: Tensor, a: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        """One layer's map from its particles a, w (N, d) and b (N,)."""
+        h = self.act.fn(x @ w.T + b)  # (B, N)
+        return h @ a / self.width  # (B, d)
+
+    def _layers(self):
+        """Per-layer (a_l, w_l, b_l) views. ``unbind`` rather than indexing layer by layer: the
+        backward pass of an index writes its gradient into a zero tensor of the full (L, N, d)
+        shape, once per layer (O(L²·N·d) work per step); that of ``unbind`` stacks the L
+        per-layer gradients once."""
+        return zip(self.a.unbind(0), self.w.unbind(0), self.b.unbind(0), strict=True)
 
     def blocks_at(self, z: Tensor) -> Tensor:
         """All layers at once on given inputs: z (L, B, d) -> (g_l(z_l))_l of shape (L, B, d)."""
@@ -177,14 +188,14 @@ class MeanFieldResNet:
 
     def _states(self, x: Tensor) -> Tensor:
         xs = [self.embed(x)]
-        for layer in range(self.depth):
-            xs.append(xs[-1] + self.block(layer, xs[-1]) / self.depth)
+        for a, w, b in self._layers():
+            xs.append(xs[-1] + self._block(xs[-1], a, w, b) / self.depth)
         return torch.stack(xs)  # (L+1, B, d)
 
     def _forward(self, x: Tensor) -> Tensor:
         h = self.embed(x)
-        for layer in range(self.depth):
-            h = h + self.block(layer, h) / self.depth
+        for a, w, b in self._layers():
+            h = h + self._block(h, a, w, b) / self.depth
         return self.read(h)
 
     @_numpy_io

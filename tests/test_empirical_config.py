@@ -48,7 +48,7 @@ BAD = [
     (["--set", "finetune.kd_weight=2"], "finetune.kd_weight must lie in [0, 1]"),
     (["--set", "nonsense"], "--set expects section.key=value"),
     (["--method", "magic"], "unknown method 'magic'"),
-    (["--threads", "-1"], "threads must be 0 (torch's default) or positive"),
+    (["--set", "threads=-1"], "threads must be 0 (torch's default) or positive"),
     (["--preset", "huge"], "preset 'huge' not found"),
     (["--set", "data.dataset=cifar"], "data.dataset must be one of"),
     (["--set", "model.depth=3"], "unexpected keyword argument 'depth'"),

@@ -43,3 +43,20 @@ def test_two_processes_match_one(tmp_path):
     assert r1["compute"]["train_flops"] == r2["compute"]["train_flops"]
     loss1, loss2 = (r["stages"]["finetune"]["final_loss"] for r in (r1, r2))
     assert abs(loss1 - loss2) < 1e-4
+
+
+def test_bert_trains_under_two_processes(tmp_path):
+    """Each BERT objective leaves one head unused; DDP must accept that in every stage."""
+    from empirical_helpers import FAST_BERT
+
+    args = ["empirical", "run", "--task", "bert", "--method", "ours", "--quiet",
+            "--device", "cpu", "--out", str(tmp_path / "two")]
+    for item in FAST_BERT:
+        args += ["--set", item]
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          "-m", "gowide.cli", *args], tmp_path)
+    r = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert r["provenance"]["device"] == "cpu x 2 process(es)"
+    assert set(r["stages"]) == {"wide", "imitate", "finetune", "downstream"}
+    assert all(torch.isfinite(torch.tensor(s["final_loss"])) for n, s in r["stages"].items()
+               if n != "imitate")

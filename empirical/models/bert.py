@@ -99,6 +99,7 @@ class EncoderLayer(nn.Module):
 
 class Bert(nn.Module):
     feature_dim = -1  # block outputs are (B, T, H): features along the last dim
+    has_unused_heads = True  # each objective uses one of the two heads (DDP must know)
 
     def __init__(self, config: BertConfig):
         super().__init__()
