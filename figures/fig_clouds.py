@@ -92,7 +92,7 @@ def draw(results: dict, out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return script_main(__doc__, draw, argv)
+    return script_main(__doc__, draw, argv, relpath="meanfield/clouds/clouds.json")
 
 
 if __name__ == "__main__":
