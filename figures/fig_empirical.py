@@ -55,18 +55,18 @@ def draw_compute(summary: dict, out_dir: Path) -> list[Path]:
             c = rec["compute"]
             y, err = rec["mean"][metric["name"]], rec["std"][metric["name"]]
             color = _color(name)
-            ax.errorbar(c["train_flops"], y, yerr=err, fmt="o", color=color, ms=5, capsize=2)
+            ax.errorbar(c["train_flops"], y, yerr=err, fmt="o", color=color, ms=5, capsize=2,
+                        label=name)
             if c["teacher_flops"] > 0 and name != "teacher":
                 ax.plot([c["student_flops"], c["train_flops"]], [y, y], color=color, lw=0.8,
                         alpha=0.6)
                 ax.plot(c["student_flops"], y, "o", mfc="none", color=color, ms=5)
-            ax.annotate(name, (c["train_flops"], y), textcoords="offset points", xytext=(4, 3),
-                        fontsize=6.5, color=color)
         ax.set_xscale("log")
         ax.set_xlabel("training FLOPs (filled: teacher included; hollow: without)")
         ax.set_ylabel(metric["label"])
         if metric["kind"] == "perplexity":
             ax.set_yscale("log")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     n = len(summary["seeds"])
     fig.suptitle(f"{summary['task']}, {summary['preset']} preset: metric against compute "
                  f"(mean ± std over {n} seeds)", fontsize=9)
@@ -76,6 +76,12 @@ def draw_compute(summary: dict, out_dir: Path) -> list[Path]:
 def draw_blocks(summary: dict, runs: dict, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     drawn = False
+    order: list[str] = []  # every block name, in the order of the method imitating the most
+    for results in runs.values():
+        for r in results:
+            errs = (r.get("imitation_block_errors") or {}).get("thin") or {}
+            if len(errs) > len(order):
+                order = list(errs)
     for name, results in runs.items():
         per_seed = [r["imitation_block_errors"]["thin"] for r in results
                     if r.get("imitation_block_errors") and r["imitation_block_errors"].get("thin")]
@@ -84,10 +90,11 @@ def draw_blocks(summary: dict, runs: dict, out_dir: Path) -> list[Path]:
         blocks = list(per_seed[0])
         means = [sum(e[b] for e in per_seed) / len(per_seed) for b in blocks]
         style = "o-" if len(blocks) > 1 else "s"
-        ax.plot(range(len(blocks)), means, style, color=_color(name), label=name, ms=4)
-        if len(blocks) > 1:
-            ax.set_xticks(range(len(blocks)), blocks, rotation=30, fontsize=7)
+        xs = [order.index(b) if b in order else i for i, b in enumerate(blocks)]
+        ax.plot(xs, means, style, color=_color(name), label=name, ms=4)
         drawn = True
+    if order:
+        ax.set_xticks(range(len(order)), order, rotation=30, fontsize=7)
     if not drawn:
         ax.text(0.5, 0.5, "no method with an imitation stage in these results",
                 transform=ax.transAxes, ha="center")
