@@ -8,11 +8,6 @@ global batch fixed (the tiny preset's stage-1 batch), so two processes each take
 it; the ratio of 2 to 1 processes is 2 for perfect scaling. On CPU the processes use gloo.
 With CUDA, one process per GPU with NCCL; two processes need two GPUs, and what cannot run
 is recorded as skipped, with the reason.
-
-The BERT family is not measured with two processes: ``Context.wrap`` builds DDP without
-``find_unused_parameters``, and a BERT model always holds a head that the objective in use
-does not reach (the classification head during masked-LM training, and the other way
-round), so DDP stops at the second step asking for it (recorded as skipped in the file).
 """
 
 from __future__ import annotations
@@ -30,12 +25,8 @@ from benchmarks.timing import env
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BERT_SKIPPED = ("not measured: DDP as empirical/train.py Context.wrap builds it (without "
-                "find_unused_parameters) stops at the second step with 2 processes, the BERT "
-                "head not used by the objective getting no gradient")
-
-FULL = {"tasks": "resnet", "steps": 20, "warmup": 5, "windows": 3}
-QUICK = {"tasks": "resnet", "steps": 5, "warmup": 2, "windows": 2}
+FULL = {"tasks": "resnet,bert", "steps": 20, "warmup": 5, "windows": 3}
+QUICK = {"tasks": "resnet,bert", "steps": 5, "warmup": 2, "windows": 2}
 
 
 def launch(nproc: int, device: str, plan: dict, threads: int, timeout: float = 600) -> dict:
@@ -86,7 +77,6 @@ def ddp_2proc_over_1proc(quick: bool, threads: int = 1, progress=print) -> dict:
             gpu["skipped_2proc"] = "one CUDA device: 2 processes need 2 GPUs"
         gpu["env"] = env(threads=threads, device="cuda")
     headline = cpu["resnet"]["ratio"] if "resnet" in cpu else next(iter(cpu.values()))["ratio"]
-    cpu["bert"] = {"skipped": BERT_SKIPPED}
     return {"value": headline,
             "goal": "2 is perfect scaling (examples/s of 2 processes over 1, CPU, gloo, resnet)",
             "met": None,
