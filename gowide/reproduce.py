@@ -129,9 +129,14 @@ def _report_empirical(res: dict) -> list[str]:
     from empirical.compare import markdown
 
     task = res["task"]
+    note = ([f"The {res['preset']} preset is a smoke test of the pipeline, too small to separate "
+             "the methods: its verdicts say nothing about the claims. They are tested with the "
+             "small preset (`gowide reproduce` without --quick, or `gowide empirical compare "
+             "--preset small`).", ""] if res["preset"] == "tiny" else [])
     return [
         f"## Empirical claims: {task} ({res['preset']} preset)",
         "",
+        *note,
         markdown(res),
         f"![{task}: metric against compute](empirical_{task}_compute.png)",
         "",
