@@ -26,9 +26,7 @@ def _run(args) -> int:
 
     get_method(args.method)
     fields = {"seed": args.seed, "device": args.device, "threads": args.threads}
-    if args.data_dir is not None:
-        args.overrides = list(args.overrides) + [f"data.data_dir={_toml_string(args.data_dir)}"]
-    cfg = build_config(args.task, args.method, args.preset, args.overrides, **fields)
+    cfg = build_config(args.task, args.method, args.preset, _overrides(args), **fields)
     check_out(args.out)
     try:
         result = run(cfg, args.out, resume=args.resume, progress=not args.quiet,
@@ -39,6 +37,12 @@ def _run(args) -> int:
     if not args.quiet and result is not None:
         print(_summary(result, args.out))
     return 0
+
+
+def _overrides(args) -> list[str]:
+    """The --set overrides, with --data-dir as one more."""
+    extra = [] if args.data_dir is None else [f"data.data_dir={_toml_string(args.data_dir)}"]
+    return list(args.overrides) + extra
 
 
 def _toml_string(text: str) -> str:
@@ -65,9 +69,7 @@ def _compare(args) -> int:
 
     methods = parse_methods(args.methods)
     fields = {"device": args.device, "threads": args.threads}
-    overrides = list(args.overrides)
-    if args.data_dir is not None:
-        overrides.append(f"data.data_dir={_toml_string(args.data_dir)}")
+    overrides = _overrides(args)
     # Every method's input is checked before the first run starts.
     cfgs = [build_config(args.task, m, args.preset, overrides, seed=0, **fields)
             for m in methods]

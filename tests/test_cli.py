@@ -60,6 +60,12 @@ BAD = [
     ["meanfield", "compare"],
     ["meanfield", "compare", "--out", "x", "--task", "nope"],
     ["meanfield", "compare", "--out", "x", "--threads", "0"],
+    ["meanfield", "clouds"],
+    ["meanfield", "clouds", "--out", "x", "--seed", "-1"],
+    ["meanfield", "clouds", "--out", "x", "--seed", "one"],
+    ["meanfield", "clouds", "--out", "x", "--threads", "0"],
+    ["meanfield", "clouds", "--out", "x", "--seeds", "3"],
+    ["meanfield", "clouds", "--out", "x", "--quick", "--wat"],
     ["reproduce", "--quick", "--out"],
     ["reproduce", "--frobnicate"],
     ["figures", "--bogus"],
@@ -76,10 +82,11 @@ def test_bad_input_gives_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch
     assert not any(tmp_path.iterdir()), "nothing may be written on bad input"
 
 
-def test_output_path_that_is_a_file_is_a_usage_error(capsys, tmp_path):
+@pytest.mark.parametrize("job", ["limits", "clouds"])
+def test_output_path_that_is_a_file_is_a_usage_error(capsys, tmp_path, job):
     target = tmp_path / "file.txt"
     target.write_text("keep me")
-    code, _, err = _run(["meanfield", "limits", "--quick", "--out", str(target)], capsys)
+    code, _, err = _run(["meanfield", job, "--quick", "--out", str(target)], capsys)
     assert code == 2 and "not a directory" in err and len(err.strip().splitlines()) == 1
     assert target.read_text() == "keep me"
 
