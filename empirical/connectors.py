@@ -48,7 +48,8 @@ class LinearPair(nn.Module):
     def _map(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         x = x.movedim(self.feature_dim, -1)  # (..., in)
         y = x @ matrix.T.to(x.dtype)  # (..., out)
-        return y.movedim(-1, self.feature_dim)
+        # movedim leaves channels-last strides; hand the next layer the default format.
+        return y.movedim(-1, self.feature_dim).clone(memory_format=torch.contiguous_format)
 
     def to_wide(self, h: torch.Tensor) -> torch.Tensor:
         return self._map(h, self.up)

@@ -24,6 +24,10 @@ def machine_description() -> dict:
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        # The instruction set torch's and oneDNN's kernels run with: results can depend on it
+        # (docs/reliability.md, the oneDNN AVX2 hazard).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
     }

@@ -10,6 +10,13 @@ needs linear pairs between thin and wide (see ``connectors.py``).
 Named blocks, shared by every member of a family: ``stem``, ``blocks.0`` ... ``blocks.{n-1}``.
 The classifier head (global average pool and a linear layer) is not an imitated block.
 
+Every convolution computes in the contiguous (NCHW) memory format, whatever format the caller
+hands in (:class:`Conv2d`): oneDNN's AVX2 backward-weights kernel for a channels-last 1×1
+convolution with stride 2 and fewer than 8 input channels writes past its workspace (heap
+corruption with one thread, silently wrong weight gradients with two; oneDNN issue #6035,
+shipped in torch 2.13 and 2.14). Thin members of this family have exactly that convolution in
+their stride-2 shortcuts. See ``docs/reliability.md``.
+
 This module does not hold the ImageNet bottleneck ResNet-50/101; the basic block is enough for
 the small images this package trains on.
 """
@@ -53,6 +60,36 @@ class ResNetConfig:
         return max(1, round(stage_width * self.width_mult))
 
 
+def nchw(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with the canonical contiguous (NCHW) strides, copied only when it lacks them.
+
+    ``Tensor.contiguous()`` is not enough: where a dimension has size 1 (a 1×1 kernel, one
+    input channel) channels-last strides also count as contiguous, ``contiguous()`` returns
+    the tensor unchanged, and oneDNN still reads the strides as channels-last.
+    """
+    shape, strides, step = t.shape, [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    if t.stride() == tuple(reversed(strides)):
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` that always runs in the contiguous (NCHW) memory format.
+
+    Input and weight are given canonical NCHW strides where the activation is computed, so a
+    channels-last input (from a caller, or from a ``movedim`` upstream) or a model moved to
+    channels-last never reaches oneDNN's broken channels-last kernel (see the module
+    docstring). Gradients flow through the copies unchanged; a tensor that already has the
+    canonical strides is used as it is.
+    """
+
+    def forward(self, x):  # (B, C_in, H, W) -> (B, C_out, H', W')
+        return self._conv_forward(nchw(x), nchw(self.weight), self.bias)
+
+
 def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
@@ -63,7 +100,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 class Stem(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, norm: str):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.conv = Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.norm = make_norm(norm, out_channels)
 
     def forward(self, x):  # (B, C_in, H, W) -> (B, C, H, W)
@@ -75,13 +112,13 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, inner: int, out_channels: int, stride: int, norm: str):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, inner, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = Conv2d(in_channels, inner, 3, stride=stride, padding=1, bias=False)
         self.norm1 = make_norm(norm, inner)
-        self.conv2 = nn.Conv2d(inner, out_channels, 3, padding=1, bias=False)
+        self.conv2 = Conv2d(inner, out_channels, 3, padding=1, bias=False)
         self.norm2 = make_norm(norm, out_channels)
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                 make_norm(norm, out_channels),
             )
         else:
