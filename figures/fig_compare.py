@@ -5,14 +5,17 @@
   stability bound of the teacher-forced net, and back-propagation from scratch (deviation
   from its own width limit, at the final training time).
 - ``compare_depth``: the same against depth L at fixed width.
-- ``compare_efficiency``: test loss against particle-gradient evaluations for each route in
-  the efficiency setting, with the target loss; the teacher's own cost is in the legend.
+- ``compare_efficiency``: left, test loss against particle-gradient evaluations for each route
+  of the efficiency setting (median over seeds, range as a band, starts as dots) with the
+  target losses; right, each imitation route's cost ratio to back-propagation from the
+  centred law per target, with 95% intervals, without and with the teacher's training.
 
     python -m figures.fig_compare RESULTS/compare.json --out figures/out
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -62,30 +65,85 @@ def draw(results: dict, out_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=7)
         paths += save(fig, out_dir, f"compare_{name}")
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    route_style = {"backprop": (COLORS["backprop"], "back-prop from scratch"),
-                   "imitation": (COLORS["imitation"], "imitation (teacher-forced)"),
-                   "imitation_finetune": ("#2ca02c", "imitation + back-prop fine-tune")}
-    for i, e in enumerate(results["raw"]["efficiency"]):
-        for route, (color, label) in route_style.items():
-            curve = e["routes"][route].get("curve") or []
-            if curve:
-                c = np.asarray(curve, dtype=float)
-                ax.plot(c[:, 0], c[:, 2], "o-", color=color, lw=1.2, ms=3, alpha=0.8,
-                        label=label if i == 0 else None)
-        ax.axhline(e["target_loss"], color="k", lw=0.6, ls="--", alpha=0.5,
-                   label="target" if i == 0 else None)
-    teacher = results["efficiency"]["teacher"]["particle_gradients"]["mean"]
-    setting = results["efficiency"]["setting"]
+    paths += save(_efficiency(results), out_dir, "compare_efficiency")
+    return paths
+
+
+ROUTE_STYLE = {
+    "backprop_shared": ("#d62728", "back-prop, teacher's law"),
+    "backprop_centred": ("#ff7f0e", "back-prop, centred law"),
+    "imitation": ("#1f77b4", "imitation from subsample"),
+    "imitation_fresh": ("#17becf", "imitation from a fresh draw"),
+    "imitation_finetune": ("#2ca02c", "imitation + back-prop fine-tune"),
+}
+
+
+def _f(x) -> float:
+    """A stored number; JSON keeps NaN as null."""
+    return math.nan if x is None else float(x)
+
+
+def _efficiency(results: dict):
+    """Left: test loss against particle-gradient evaluations, median over seeds on a common
+    grid (band: range), with the target losses. Right: cost ratio per target against
+    back-propagation from the centred law, with 95% intervals, in both framings."""
+    eff, per_seed = results["efficiency"], results["raw"]["efficiency"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.9))
+    for route, (color, label) in ROUTE_STYLE.items():
+        curves = [np.asarray(e["routes"][route]["curve"], dtype=float) for e in per_seed]
+        lo = max(c[1, 1] for c in curves if len(c) > 1)
+        hi = min(c[-1, 1] for c in curves)
+        grid = np.geomspace(lo, hi, 60)
+        ys = np.array([np.interp(grid, c[1:, 1], c[1:, 3]) for c in curves])
+        ax.plot(grid, np.median(ys, 0), color=color, lw=1.5, label=label)
+        ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.12, lw=0)
+        start = np.median([c[0, 3] for c in curves])
+        ax.plot([grid[0] * 0.6], [start], "o", color=color, ms=4)
+    for t in eff["target_losses"]:
+        ax.axhline(t["value"], color="k", lw=0.5, ls="--", alpha=0.5)
+    ax.axhline(eff["wide_test_loss"]["value"], color="k", lw=1.0, label="wide teacher")
+    teacher = eff["teacher_cost"]["particle_gradients"]["value"]
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(f"particle-gradient evaluations (teacher alone: {teacher:.2g})")
+    ax.set_xlabel(f"particle-gradient evaluations (teacher's training: {teacher:.2g})")
     ax.set_ylabel("thin net test loss")
-    ax.set_title(f"P5: n = {setting['width']}, L = {setting['depth']}; one line per seed; "
-                 "dots are the checks", fontsize=9)
-    ax.legend(fontsize=7)
-    paths += save(fig, out_dir, "compare_efficiency")
-    return paths
+    s = eff["setting"]
+    ax.set_title(f"P5: n = {s['width']}, L = {s['depth']}; median over seeds, band = range; "
+                 "dots: starts; dashed: targets", fontsize=8)
+    ax.legend(fontsize=6.5)
+
+    fractions = s["fractions"]
+    x = np.arange(len(fractions))
+    challengers = ("imitation", "imitation_fresh", "imitation_finetune")
+    for j, ch in enumerate(challengers):
+        for framing, marker in (("wide_net_exists", "o"), ("wide_net_trained_first", "s")):
+            rows = [next(v for v in eff["table"] if v["target_fraction"] == f
+                         and v["challenger"] == ch and v["baseline"] == "backprop_centred"
+                         and v["framing"] == framing and v["unit"] == "particle_gradients")
+                    for f in fractions]
+            r = np.array([_f(v["ratio"]) for v in rows])
+            lo = np.array([_f(v["ratio_ci"][0]) for v in rows])
+            hi = np.array([_f(v["ratio_ci"][1]) for v in rows])
+            xs = x + (j - 1) * 0.22 + (0.06 if marker == "s" else -0.06)
+            ok = np.isfinite(r)
+            color = ROUTE_STYLE[ch][0]
+            bx.errorbar(xs[ok], r[ok], yerr=[r[ok] - lo[ok], hi[ok] - r[ok]], fmt=marker,
+                        color=color, ms=4, lw=1, mfc="none" if marker == "s" else color,
+                        label=f"{ROUTE_STYLE[ch][1]}" + (" (+ teacher)" if marker == "s"
+                                                        else ""))
+            for xi, v in zip(xs, rows, strict=True):
+                if v["gate_failed"] or not math.isfinite(_f(v["ratio"])):
+                    bx.annotate("n.d." if v["gate_failed"] else "never", (xi, 1.0),
+                                fontsize=5, rotation=90, color=color, ha="center")
+    bx.axhline(1.0, color="k", lw=0.8)
+    bx.set_yscale("log")
+    bx.set_xticks(x, [f"f = {f:g}" for f in fractions])
+    bx.set_ylabel("cost ratio to back-prop (centred law)")
+    bx.set_title("cost to target over back-propagation's; 95% intervals over seeds; "
+                 "n.d.: not judged (gate)", fontsize=8)
+    bx.legend(fontsize=5.5, ncol=2)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

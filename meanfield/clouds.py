@@ -55,8 +55,7 @@ from tqdm import tqdm
 from meanfield.dynamics import TrainConfig, forward_flops, train
 from meanfield.imitation import MODES, ImitationConfig, block_errors, imitate, subsample
 from meanfield.network import MeanFieldResNet
-from meanfield.particles import GaussianParticleLaw
-from meanfield.tasks import ridge_task, teacher_task
+from meanfield.setup import held_out_loss, init_net, make_task, rms, stream, wide_teacher
 
 STAGES = ("init", "imitation", "backprop")
 PROJECTION = ("the two leading principal directions of the teacher's particles θ = (a, w, b) of "
@@ -131,20 +130,10 @@ class CloudsConfig:
             raise ValueError("lr and imitation_lr must be positive")
 
 
-def _task(cfg: CloudsConfig):
-    task_seed = cfg.seed if cfg.task_seed is None else cfg.task_seed
-    if cfg.task == "ridge":
-        return ridge_task(dim=cfg.dim, n_train=cfg.n_train, n_test=cfg.n_test, seed=task_seed)
-    return teacher_task(dim=cfg.dim, depth=8, width=2048, difficulty=cfg.difficulty,
-                        n_train=cfg.n_train, n_test=cfg.n_test, seed=task_seed)
-
-
-def _init_net(cfg: CloudsConfig, width: int, rng, readout) -> MeanFieldResNet:
-    """A net drawn from the initial law (the law and streams ``compare`` uses)."""
-    law = GaussianParticleLaw.random(cfg.dim, scale=cfg.init_scale,
-                                     amplitude=cfg.init_amplitude, seed=cfg.seed)
-    a, w, b = law.sample_layers(cfg.depth, width, rng)
-    return MeanFieldResNet.from_arrays(a, w, b, cfg.activation, readout, dtype=torch.float64)
+def teacher(cfg: CloudsConfig, task=None, progress: bool = False):
+    """(teacher, its history): ``setup.wide_teacher``, the very net ``compare`` builds for the
+    same seed, depth and set-up fields."""
+    return wide_teacher(cfg, cfg.seed, cfg.depth, task, progress=progress)
 
 
 def particles(net: MeanFieldResNet) -> torch.Tensor:
@@ -182,36 +171,22 @@ def _per_layer_energy(thin: MeanFieldResNet, teacher_theta: torch.Tensor) -> lis
     return [energy_distance(th[l], teacher_theta[l]) for l in range(thin.depth)]
 
 
-def _test_loss(net, task) -> float:
-    return 0.5 * float(np.mean((net(task.X_test) - task.y_test) ** 2))
-
-
-def _rms(a, b) -> float:
-    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
-
-
 def run_clouds(cfg: CloudsConfig, progress: bool = True) -> dict:
     """Train the teacher, the two thin routes, measure the distances; the clouds.json record."""
     cfg.validate()
     t0 = time.perf_counter()
     with tqdm(total=5, desc="clouds", disable=not progress, unit="stage") as bar:
         bar.set_postfix_str("teacher")
-        task = _task(cfg)
-        u = np.random.default_rng([cfg.seed, 7]).normal(size=cfg.dim)
-        u /= np.linalg.norm(u)
-        start = _init_net(cfg, cfg.wide_width, np.random.default_rng([cfg.seed, cfg.depth, 1]),
-                          u)
-        tc = TrainConfig(steps=cfg.wide_steps, lr=cfg.lr, eval_every=0, seed=cfg.seed)
-        teacher, teacher_hist = train(start, task.X_train, task.y_train, tc, progress=progress,
-                                      desc="teacher")
+        task = make_task(cfg, cfg.seed)
+        teacher_net, teacher_hist = teacher(cfg, task, progress)
         bar.update(1)
 
         bar.set_postfix_str("imitation")
-        thin0 = _init_net(cfg, cfg.thin_width, np.random.default_rng([cfg.seed, cfg.depth, 2]),
-                          u)
+        thin0 = init_net(cfg, cfg.seed, cfg.depth, cfg.thin_width,
+                         stream(cfg.seed, cfg.depth, "reference"))
         ic = ImitationConfig(steps=cfg.imitation_steps, lr=cfg.imitation_lr,
                              mode=cfg.imitation_mode, eval_every=0, seed=cfg.seed)
-        imitated, imit_hist = imitate(thin0, teacher, task.X_train, ic, progress=progress)
+        imitated, imit_hist = imitate(thin0, teacher_net, task.X_train, ic, progress=progress)
         bar.update(1)
 
         bar.set_postfix_str("back-propagation")
@@ -222,23 +197,23 @@ def run_clouds(cfg: CloudsConfig, progress: bool = True) -> dict:
 
         bar.set_postfix_str("distances")
         nets = {"init": thin0, "imitation": imitated, "backprop": backprop}
-        teacher_theta = particles(teacher)
-        teacher_out = teacher(task.X_test)
+        teacher_theta = particles(teacher_net)
+        teacher_out = teacher_net(task.X_test)
         energy = {k: _per_layer_energy(net, teacher_theta) for k, net in nets.items()}
-        delta = {k: block_errors(net, teacher, task.X_test).tolist() for k, net in nets.items()}
-        deviation = {k: _rms(net(task.X_test), teacher_out) for k, net in nets.items()}
-        losses = {k: _test_loss(net, task) for k, net in nets.items()}
+        delta = {k: block_errors(net, teacher_net, task.X_test).tolist() for k, net in nets.items()}
+        deviation = {k: rms(net(task.X_test), teacher_out) for k, net in nets.items()}
+        losses = {k: held_out_loss(net, task) for k, net in nets.items()}
         rng = np.random.default_rng([cfg.seed, cfg.depth, 3])
         floor_e, floor_d, floor_dev = [], [], []
         for _ in range(cfg.floor_draws):
-            sample = subsample(teacher, cfg.thin_width, rng)
+            sample = subsample(teacher_net, cfg.thin_width, rng)
             floor_e.append(_per_layer_energy(sample, teacher_theta))
-            floor_d.append(block_errors(sample, teacher, task.X_test))
-            floor_dev.append(_rms(sample(task.X_test), teacher_out))
+            floor_d.append(block_errors(sample, teacher_net, task.X_test))
+            floor_dev.append(rms(sample(task.X_test), teacher_out))
         energy["floor"] = np.mean(floor_e, axis=0).tolist()
         delta["floor"] = np.mean(floor_d, axis=0).tolist()
         deviation["floor"] = float(np.mean(floor_dev))
-        losses["teacher"] = _test_loss(teacher, task)
+        losses["teacher"] = held_out_loss(teacher_net, task)
         bar.update(1)
 
         bar.set_postfix_str("clouds")

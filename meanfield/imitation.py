@@ -94,14 +94,26 @@ def block_errors(thin: MeanFieldResNet, wide: MeanFieldResNet, X) -> np.ndarray:
         return torch.sqrt(_layer_loss(diff, torch.zeros_like(diff))).cpu().numpy()
 
 
+def teacher_targets(wide: MeanFieldResNet, X) -> dict:
+    """The wide net's states z_0 … z_L (L+1, B, d) and blocks g^W_l(z_l) (L, B, d) on X."""
+    with torch.no_grad():
+        X = torch.as_tensor(X, dtype=wide.dtype, device=wide.device)
+        z = wide._states(X)
+        return {"states": z, "blocks": wide.blocks_at(z[:-1])}
+
+
 def imitate(
     thin: MeanFieldResNet,
     wide: MeanFieldResNet,
     X,
     config: ImitationConfig,
     progress: bool = False,
+    teacher: dict | None = None,
 ) -> tuple[MeanFieldResNet, ImitationHistory]:
-    """Train a copy of ``thin`` to imitate ``wide`` layer by layer on inputs X (B, d_in)."""
+    """Train a copy of ``thin`` to imitate ``wide`` layer by layer on inputs X (B, d_in).
+
+    ``teacher``: the wide net's states and blocks on X from ``teacher_targets`` (computed here
+    when None); pass it to imitate in several calls without recomputing them."""
     if thin.depth != wide.depth or thin.dim != wide.dim:
         raise ValueError(
             f"thin and wide nets must share depth and state dimension; got (L, d) = "
@@ -110,14 +122,13 @@ def imitate(
     thin = thin.clone()
     dtype, device = thin.dtype, thin.device
     X = torch.as_tensor(X, dtype=dtype, device=device)
-    wide = wide.to(dtype=dtype, device=device)
-    with torch.no_grad():
-        z = wide._states(X)  # (L+1, B, d)
+    if teacher is None:
+        teacher = teacher_targets(wide.to(dtype=dtype, device=device), X)
+    z = teacher["states"]  # (L+1, B, d)
     hist = ImitationHistory(config=asdict(config))
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
     if config.mode == "teacher_forced":
-        with torch.no_grad():
-            target = wide.blocks_at(z[:-1])  # (L, B, d)
+        target = teacher["blocks"]  # (L, B, d)
         _fit(thin, z[:-1], target, range(thin.depth), config, gen, hist, progress)
     else:
         x = z[0]

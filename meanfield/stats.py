@@ -32,17 +32,20 @@ def slope_summary(per_seed: list[float], seeds: list[int], predicted: float,
                   tolerance: float) -> dict:
     """The record stored for every measured rate.
 
-    ``held`` is true when the across-seed mean lies within ``tolerance`` of the prediction;
-    ``ci_contains_predicted`` says whether the 95% interval covers it exactly.
+    ``held`` follows the interval, not the mean: True when the 95% interval lies within
+    ``predicted ± tolerance``, False when it lies wholly outside, None (undecided) otherwise;
+    ``ci_contains_predicted`` says whether the interval covers the prediction exactly.
     """
     value, lo, hi = mean_interval(per_seed)
+    rule = {"kind": "within", "low": predicted - tolerance, "high": predicted + tolerance}
     return {
         "value": value,
         "ci_low": lo,
         "ci_high": hi,
         "predicted": predicted,
         "tolerance": tolerance,
-        "held": bool(math.isfinite(value) and abs(value - predicted) <= tolerance),
+        "rule": rule,
+        "held": decide(rule, lo, hi),
         "ci_contains_predicted": bool(math.isfinite(lo) and lo <= predicted <= hi),
         "seeds": list(seeds),
         "per_seed": list(per_seed),

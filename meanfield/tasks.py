@@ -43,6 +43,8 @@ class Task:
     info: dict = field(default_factory=dict)
     linear_loss: float = float("nan")
     constant_loss: float = float("nan")
+    X_val: np.ndarray | None = None  # (n_val, d): a validation split, for stopping rules
+    y_val: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -54,6 +56,7 @@ class Task:
             "dim": self.dim,
             "n_train": len(self.y_train),
             "n_test": len(self.y_test),
+            "n_val": 0 if self.y_val is None else len(self.y_val),
             "linear_loss": self.linear_loss,
             "constant_loss": self.constant_loss,
             "linear_fraction_unexplained": self.linear_loss / self.constant_loss,
@@ -69,10 +72,12 @@ def best_linear_loss(X_train, y_train, X_test, y_test) -> float:
     return 0.5 * float(np.mean((pred - y_test) ** 2))
 
 
-def _finish(name, X_tr, y_tr, X_te, y_te, info) -> Task:
+def _finish(name, X_tr, y_tr, X_te, y_te, info, X_val=None, y_val=None) -> Task:
     mu, sd = y_tr.mean(), y_tr.std()
     y_tr, y_te = (y_tr - mu) / sd, (y_te - mu) / sd
     task = Task(name, X_tr, y_tr, X_te, y_te, info)
+    if X_val is not None and len(X_val):
+        task.X_val, task.y_val = X_val, (y_val - mu) / sd
     task.linear_loss = best_linear_loss(X_tr, y_tr, X_te, y_te)
     task.constant_loss = 0.5 * float(np.mean((y_te - y_tr.mean()) ** 2))
     return task
@@ -89,8 +94,10 @@ def teacher_task(
     n_test: int = 512,
     noise: float = 0.0,
     seed: int = 0,
+    n_val: int = 0,
 ) -> Task:
-    """Targets from a random wide mean-field ResNet teacher; x ~ N(0, I_d)."""
+    """Targets from a random wide mean-field ResNet teacher; x ~ N(0, I_d). ``n_val``
+    validation points are drawn after everything else."""
     if difficulty < 0:
         raise ValueError(f"difficulty must be ≥ 0, got {difficulty}")
     rng = np.random.default_rng(seed)
@@ -102,11 +109,14 @@ def teacher_task(
     X = rng.normal(size=(n_train + n_test, dim))
     y = teacher.states(X)[-1] @ u
     y = y + noise * y.std() * rng.normal(size=y.shape)
+    X_val = rng.normal(size=(n_val, dim))
+    y_val = teacher.states(X_val)[-1] @ u if n_val else np.zeros(0)
+    y_val = y_val + noise * y.std() * rng.normal(size=y_val.shape)
     info = {"kind": "teacher", "depth": depth, "width": width, "difficulty": difficulty,
             "scale": scale,
             "activation": activation, "noise": noise, "seed": seed}
     return _finish(f"teacher(d={dim},L={depth},difficulty={difficulty:g})",
-                   X[:n_train], y[:n_train], X[n_train:], y[n_train:], info)
+                   X[:n_train], y[:n_train], X[n_train:], y[n_train:], info, X_val, y_val)
 
 
 def friedman_task(dim: int = 8, n_train: int = 512, n_test: int = 512, noise: float = 0.0,
@@ -126,8 +136,11 @@ def friedman_task(dim: int = 8, n_train: int = 512, n_test: int = 512, noise: fl
 
 
 def ridge_task(dim: int = 8, ridges: int = 64, frequency: float = 4.0, n_train: int = 1024,
-               n_test: int = 1024, noise: float = 0.0, seed: int = 0) -> Task:
-    """y = Σ_j c_j tanh(ω v_j·x + β_j), v_j ~ N(0, I/d), c_j, β_j ~ N(0, 1); x ~ N(0, I_d)."""
+               n_test: int = 1024, noise: float = 0.0, seed: int = 0, n_val: int = 0) -> Task:
+    """y = Σ_j c_j tanh(ω v_j·x + β_j), v_j ~ N(0, I/d), c_j, β_j ~ N(0, 1); x ~ N(0, I_d).
+
+    ``n_val`` validation points are drawn after everything else, so the train and test sets
+    do not depend on it."""
     if ridges < 1 or frequency <= 0:
         raise ValueError("ridges must be ≥ 1 and frequency > 0")
     rng = np.random.default_rng(seed)
@@ -136,10 +149,13 @@ def ridge_task(dim: int = 8, ridges: int = 64, frequency: float = 4.0, n_train: 
     X = rng.normal(size=(n_train + n_test, dim))
     y = np.tanh(frequency * X @ V.T + beta) @ c  # (n,)
     y = y + noise * y.std() * rng.normal(size=y.shape)
+    X_val = rng.normal(size=(n_val, dim))
+    y_val = np.tanh(frequency * X_val @ V.T + beta) @ c
+    y_val = y_val + noise * y.std() * rng.normal(size=y_val.shape)
     info = {"kind": "ridge", "ridges": ridges, "frequency": frequency, "noise": noise,
             "seed": seed}
     return _finish(f"ridge(d={dim},m={ridges},omega={frequency:g})", X[:n_train], y[:n_train],
-                   X[n_train:], y[n_train:], info)
+                   X[n_train:], y[n_train:], info, X_val, y_val)
 
 
 TASKS = {"teacher": teacher_task, "ridge": ridge_task, "friedman": friedman_task}

@@ -147,13 +147,12 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monk
     results = tmp_path / "results"
     (results / "meanfield" / "limits").mkdir(parents=True)
     shutil.copy(out / "limits.json", results / "meanfield" / "limits" / "limits.json")
-    from gowide.atomic import write_json
-    from meanfield.compare import CompareConfig, run_compare
+    from conftest import tiny_compare_config
 
-    tiny = CompareConfig(n_train=64, n_test=64, wide_width=64, wide_steps=40, widths=(4, 8),
-                         width_depth=2, depths=(2, 4), depth_width=4, imitation_steps=20,
-                         bp_steps=30, bp_reference_width=64, eff_width=4, eff_depth=4,
-                         eff_max_steps=100, seeds=(0, 1))
+    from gowide.atomic import write_json
+    from meanfield.compare import run_compare
+
+    tiny = tiny_compare_config()
     write_json(results / "meanfield" / "compare" / "compare.json",
                run_compare(tiny, progress=False))
     from meanfield.clouds import CloudsConfig, run_clouds
