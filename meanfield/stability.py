@@ -68,11 +68,12 @@ def stability_report(thin: MeanFieldResNet, wide: MeanFieldResNet, X) -> dict:
         growth[l] = growth[l + 1] * (1 + kappa[l + 1] / div)
     k = float(kappa.max())
     steps = np.arange(L)
-    bounds = {
-        "product": float((growth * delta).sum() / div),
-        "uniform": float(((1 + k / div) ** (L - 1 - steps) * delta).sum() / div),
-        "exp": float((np.exp(k * (L - steps) / div) * delta).sum() / div),
-    }
+    with np.errstate(over="ignore"):  # without 1/L the looser forms may overflow to +inf
+        bounds = {
+            "product": float((growth * delta).sum() / div),
+            "uniform": float(((1 + k / div) ** (L - 1 - steps) * delta).sum() / div),
+            "exp": float((np.exp(k * (L - steps) / div) * delta).sum() / div),
+        }
     jac = np.maximum(jacobian_norms(thin, z[:-1]).max(axis=1),
                      jacobian_norms(thin, x[:-1]).max(axis=1))  # (L,)
     g_hat = np.ones(L)
