@@ -65,7 +65,7 @@ def register(sub) -> None:
             "of each route's deviation from the wide net against L with a verdict per "
             "prediction, and the smallest width at which each route is within a tolerance. "
             "Writes OUT/depth.json and the figures into OUT. --quick takes under a minute on "
-            "one CPU core; the full preset (10 seeds) about 15-25 minutes."
+            "one CPU core; the full preset (10 seeds) about 20-27 minutes."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
