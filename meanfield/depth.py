@@ -341,7 +341,7 @@ def _width_summary(per_seed: list) -> dict:
     }
 
 
-def _verdicts(cfg: DepthConfig, slopes: dict, rows: list) -> list:
+def _verdicts(cfg: DepthConfig, slopes: dict) -> list:
     out = []
     for scale in cfg.scales:
         for_1L = scale == "1/L"
@@ -422,7 +422,7 @@ def summarise(cfg: DepthConfig, wides: list, rows: list, tasks: list, elapsed: f
         "width_needed": width_needed(cfg, rows, wides),
         "means": means,
         "checks": checks,
-        "verdicts": _verdicts(cfg, slopes, rows),
+        "verdicts": _verdicts(cfg, slopes),
         "raw": {"wide": wides, "configs": rows},
         "elapsed_seconds": elapsed,
     }
