@@ -60,6 +60,24 @@ def register(sub) -> None:
                            "interrupted and started again with the same settings")
     cmp_.set_defaults(func=compare_command)
 
+    depth = msub.add_parser(
+        "depth",
+        help="the three residual scalings against depth, and the width each route needs: "
+             "writes depth.json",
+        description=(
+            "For each residual scaling (1/L, 1/sqrt(L), 1), depth L and thin width n: a wide net "
+            "trained by back-propagation on the ridge task, then a thin net by layerwise "
+            "imitation of it and by back-propagation from scratch. Reports the log-log slopes "
+            "of each route's deviation from the wide net against L with a verdict per "
+            "prediction, and the smallest width at which each route is within a tolerance. "
+            "Writes OUT/depth.json and the figures into OUT. --quick takes under a minute on "
+            "one CPU core; the full preset (10 seeds) about 20-27 minutes."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _common_arguments(depth)
+    depth.set_defaults(func=depth_command)
+
     clouds = msub.add_parser(
         "clouds",
         help="particle clouds of a thin net before and after imitation: writes clouds.json",
@@ -152,6 +170,28 @@ def compare_command(args) -> int:
     print(f"results: {path}")
     print("figures: " + ", ".join(str(p) for p in figures))
     return 0
+
+
+def depth_command(args) -> int:
+    from figures.fig_depth import draw
+    from meanfield.depth import DepthConfig, run_depth
+
+    results, path, figures = _run_experiment(args, DepthConfig, {}, run_depth, "depth.json",
+                                             draw)
+    print(summarise_depth(results))
+    print(f"results: {path}")
+    print("figures: " + ", ".join(str(p) for p in figures))
+    return 0
+
+
+def summarise_depth(results: dict) -> str:
+    lines = []
+    for v in results["verdicts"]:
+        state = {True: "held", False: "NOT HELD", None: "undecided"}[v["held"]]
+        lines.append(f"{state:>9}  {v['prediction']}: predicted {v['predicted']}; measured "
+                     f"{_num(v['value'])} [{_num(v['ci_low'])}, {_num(v['ci_high'])}] "
+                     f"(theory implies it: {v['implied_by_theory']})")
+    return "\n".join(lines)
 
 
 def clouds_command(args) -> int:

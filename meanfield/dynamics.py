@@ -3,14 +3,31 @@
 Holds the training dynamics of DESIGN §2 for the square loss
 R = (1/2) E_(x,y) ‖ŷ(x) − y‖²: each particle θ_{l,i} = (a, w, b) moves by
 
-    θ ← θ − η · N · L · ∂R/∂θ_{l,i}  [− η λ θ]  [+ √(2 η τ) ξ],   ξ ~ N(0, I),
+    θ ← θ − η · S · ∂R/∂θ_{l,i}  [− η λ θ]  [+ √(2 η τ) ξ],   ξ ~ N(0, I),
 
-so that a particle's velocity is O(1) whatever the width N and depth L: as N → ∞ the
-empirical measure of the particles follows a Wasserstein gradient flow (McKean–Vlasov
-dynamics) and training for time T = η · steps has a limit. λ is an optional L2 confinement
-(weight decay), τ an optional Langevin temperature. Full batch when ``batch_size`` is None,
-otherwise mini-batches drawn with the run's own seeded generator. Gradients come from torch
-autograd (checked against float64 finite differences in the tests).
+with the particle step scale S = N/(α_L² L) for the net's residual factor α_L
+(``particle_step_scale``; docs/theory.md §8):
+
+    residual_scale   α_L     S          a particle's velocity   a layer's residual term α_L·g_l
+    "1/L"            1/L     N·L        ∇_θ V_l      (O(1))     moves O(1/L) per unit time
+    "1/sqrt(L)"      1/√L    N          ∇_θ V_l/√L              moves O(1/L)
+    "1"              1       N/L        ∇_θ V_l/L               moves O(1/L)
+
+Why: ∂R/∂θ_{l,i} = (α_L/N) ∇_θ V_l(θ_{l,i}) with V_l(θ) = E[p_{l+1}·f(x_l; θ)] (p the adjoint),
+so the step moves particle i of layer l by η ∇_θ V_l/(α_L L), its layer's residual term α_L g_l
+by O(η/L), and the sum of the L residual terms (the network function, before the products
+Π(I + α_L Dg_m) of the forward and adjoint passes) by O(η) whatever L and α_L. Training time
+T = η · steps therefore means the same thing at every depth and scaling, and what is left of
+the depth dependence is those products, the object of the depth experiment. Under 1/L this is
+the classical step η·N·L (particle velocity O(1) whatever N and L): as N → ∞ the empirical
+measure of the particles follows a Wasserstein gradient flow (McKean–Vlasov dynamics) and
+training for time T has a limit. (The alternative S = N/α_L, every layer's own g_l moving O(1),
+would move the function O(α_L L) per unit time: √L or L times faster than under 1/L, so equal
+η would mix the step size into the comparison of scalings.)
+λ is an optional L2 confinement (weight decay), τ an optional Langevin temperature. Full
+batch when ``batch_size`` is None, otherwise mini-batches drawn with the run's own seeded
+generator. Gradients come from torch autograd (checked against float64 finite differences
+in the tests).
 Records: the loss at every step, train/test losses every ``eval_every`` steps, particle
 snapshots every ``record_every`` steps, and the compute spent (particle-gradient
 evaluations and FLOPs).
@@ -99,11 +116,22 @@ def evaluate(net: MeanFieldResNet, X: Tensor, Y: Tensor) -> float:
         return float(square_loss(net._forward(X), Y))
 
 
+def particle_step_scale(net: MeanFieldResNet) -> float | int:
+    """S = N/(α_L² L): N·L under "1/L", N under "1/sqrt(L)", N/L under "1" (module docstring)."""
+    N, L = net.width, net.depth
+    if net.residual_scale == "1/L":
+        return N * L  # the int product: bit-identical to the step before scalings existed
+    if net.residual_scale == "1/sqrt(L)":
+        return N
+    return N / L
+
+
 def gradient_step(net: MeanFieldResNet, xb: Tensor, yb: Tensor, lr: float,
                   weight_decay: float = 0.0, noise_scale: float = 0.0,
                   generator: torch.Generator | None = None) -> Tensor:
     """One step of mean-field gradient descent on the batch (xb, yb), in place on the particles
-    of ``net`` (which must require grad): θ ← θ − η·N·L·∂R/∂θ [− ηλθ] [+ noise_scale·ξ].
+    of ``net`` (which must require grad): θ ← θ − η·S·∂R/∂θ [− ηλθ] [+ noise_scale·ξ], with
+    S = ``particle_step_scale(net)`` (N·L under the default 1/L scaling).
     Returns the loss before the step; a non-finite loss raises FloatingPointError and moves
     nothing."""
     params = net.parameters()
@@ -111,7 +139,7 @@ def gradient_step(net: MeanFieldResNet, xb: Tensor, yb: Tensor, lr: float,
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss = {loss.item()}")
     grads = torch.autograd.grad(loss, params)
-    scale = net.width * net.depth
+    scale = particle_step_scale(net)
     with torch.no_grad():
         for p, g in zip(params, grads, strict=True):
             p.sub_(lr * scale * g)

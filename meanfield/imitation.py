@@ -4,12 +4,18 @@ Holds the stage-2 dynamics of DESIGN §2. Let z_l(x) be the wide network's state
 g^W_l its blocks. Thin layer l (n particles) minimises
 
     teacher-forced:  J_l = E_x ‖ g_l(z_l(x)) − g^W_l(z_l(x)) ‖²
-    progressive:     J_l = E_x ‖ g_l(x_l(x)) − L·(z_{l+1}(x) − x_l(x)) ‖²,
+    progressive:     J_l = E_x ‖ g_l(x_l(x)) − (z_{l+1}(x) − x_l(x))/α_L ‖²,
 
-where x_l is the thin network's own state (its lower layers already imitated). Each J_l
+where x_l is the thin network's own state (its lower layers already imitated) and α_L the
+residual factor both nets share (``MeanFieldResNet.residual_scale``: 1/L by default, when the
+progressive target is L·(z_{l+1} − x_l); 1/√L; or 1). Each J_l
 depends on layer l alone and is a convex function of that layer's particle distribution
 (a convex quadratic of the linear map ρ_l ↦ E_ρl f). The particles move by
-θ ← θ − η · n · ∂J_l/∂θ_{l,i} (mean-field scaling of a two-layer net). Teacher-forced
+θ ← θ − η · n · ∂J_l/∂θ_{l,i} (mean-field scaling of a two-layer net), under every residual
+scaling: J_l is a loss on the block function g_l itself, whose targets are O(1) whatever α_L
+(the residual factor enters only through the states z_l, x_l), so this step moves g_l by O(η)
+per step at every depth and scaling, as back-propagation's step S of ``dynamics`` does for the
+network function. Teacher-forced
 layers are independent, so all of them are trained at once with one batched computation;
 progressive imitation goes from the bottom layer to the top, ``steps`` steps per layer.
 
@@ -77,6 +83,7 @@ def subsample(wide: MeanFieldResNet, n: int, generator: np.random.Generator,
         wide.act,
         None if wide.readout is None else wide.readout.clone(),
         None if wide.embedding is None else wide.embedding.clone(),
+        wide.residual_scale,
     )
 
 
@@ -119,6 +126,9 @@ def imitate(
             f"thin and wide nets must share depth and state dimension; got (L, d) = "
             f"{(thin.depth, thin.dim)} and {(wide.depth, wide.dim)}"
         )
+    if thin.residual_scale != wide.residual_scale:
+        raise ValueError(f"thin and wide nets must share the residual scale; got "
+                         f"{thin.residual_scale!r} and {wide.residual_scale!r}")
     thin = thin.clone()
     dtype, device = thin.dtype, thin.device
     X = torch.as_tensor(X, dtype=dtype, device=device)
@@ -132,13 +142,14 @@ def imitate(
         _fit(thin, z[:-1], target, range(thin.depth), config, gen, hist, progress)
     else:
         x = z[0]
+        div = thin.residual_divisor  # 1/α_L: L, √L or 1
         for layer in tqdm(range(thin.depth), desc="imitate layers", disable=not progress,
                           leave=False):
-            target = thin.depth * (z[layer + 1] - x)  # (B, d)
+            target = div * (z[layer + 1] - x)  # (z_{l+1} − x_l)/α_L, (B, d)
             _fit(thin, x[None], target[None], [layer], config, gen, hist, False,
                  offset=layer * config.steps)
             with torch.no_grad():
-                x = x + thin.block(layer, x) / thin.depth
+                x = x + thin.block(layer, x) / div
     return thin, hist
 
 

@@ -3,11 +3,19 @@
 Holds: ``MeanFieldResNet``, L layers of N particles θ = (a, w, b) each, with
 
     x_0     = E · input                                   (identity when E is None)
-    x_{l+1} = x_l + (1/L) · g_l(x_l),   g_l(x) = (1/N) Σ_i a_{l,i} σ(w_{l,i}·x + b_{l,i})
+    x_{l+1} = x_l + α_L · g_l(x_l),     g_l(x) = (1/N) Σ_i a_{l,i} σ(w_{l,i}·x + b_{l,i})
     ŷ       = u · x_L                                     (x_L itself when u is None)
 
-for l = 0 … L-1. The 1/N and 1/L factors are the mean-field scalings: a layer is an average
-over its particles, and a residual step moves the state by O(1/L).
+for l = 0 … L-1. The 1/N factor is the mean-field scaling: a layer is an average over its
+particles. The residual factor α_L is chosen by ``residual_scale`` (docs/theory.md §8):
+
+    "1/L"        α_L = 1/L     (default) a residual step moves the state by O(1/L) and the net
+                               has a continuous-depth limit (the Euler scheme of an ODE);
+    "1/sqrt(L)"  α_L = 1/√L    the intermediate scaling: L steps of size 1/√L;
+    "1"          α_L = 1       no depth factor: a plain residual net, x_{l+1} = x_l + g_l(x_l).
+
+The state update is computed as g_l(x) / D_L with the divisor D_L = 1/α_L (L, √L or 1), so
+the default is bit-identical to the network before the option existed.
 Does not hold: training (see ``dynamics``), limits (see ``limits``), imitation.
 
 Shapes: a, w (L, N, d); b (L, N); u (d,); E (d, d_in); inputs (B, d_in); states (L+1, B, d).
@@ -17,6 +25,7 @@ Computations run in torch (float32 or float64, CPU or CUDA); numpy inputs give n
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -24,6 +33,19 @@ import torch
 from meanfield.activations import Activation, get_activation
 
 Tensor = torch.Tensor
+
+RESIDUAL_SCALES = ("1/L", "1/sqrt(L)", "1")
+
+
+def residual_divisor(scale: str, depth: int) -> float | int:
+    """D_L = 1/α_L for a residual scale: L, √L or 1 (the int L keeps the default exact)."""
+    if scale == "1/L":
+        return depth
+    if scale == "1/sqrt(L)":
+        return math.sqrt(depth)
+    if scale == "1":
+        return 1
+    raise ValueError(f"residual_scale must be one of {RESIDUAL_SCALES}, got {scale!r}")
 
 
 def _numpy_io(method):
@@ -58,7 +80,11 @@ class MeanFieldResNet:
         activation: str | Activation = "tanh",
         readout: Tensor | None = None,
         embedding: Tensor | None = None,
+        residual_scale: str = "1/L",
     ):
+        if residual_scale not in RESIDUAL_SCALES:
+            raise ValueError(
+                f"residual_scale must be one of {RESIDUAL_SCALES}, got {residual_scale!r}")
         if a.ndim != 3 or w.shape != a.shape:
             raise ValueError(
                 f"a and w must both have shape (L, N, d); got {tuple(a.shape)} and {tuple(w.shape)}"
@@ -75,6 +101,7 @@ class MeanFieldResNet:
         self.a, self.w, self.b = a, w, b
         self.readout = readout
         self.embedding = embedding
+        self.residual_scale = residual_scale
         self.act = activation if isinstance(activation, Activation) else get_activation(activation)
 
     # ------------------------------------------------------------------ construction
@@ -89,6 +116,7 @@ class MeanFieldResNet:
         embedding=None,
         dtype: torch.dtype | None = None,
         device: str | torch.device | None = None,
+        residual_scale: str = "1/L",
     ) -> MeanFieldResNet:
         """Build a network from numpy arrays or tensors (copied).
 
@@ -104,14 +132,15 @@ class MeanFieldResNet:
             t = _as_tensor(x, dtype, device)
             return None if t is None else t.detach().clone()
 
-        return cls(conv(a), conv(w), conv(b), activation, conv(readout), conv(embedding))
+        return cls(conv(a), conv(w), conv(b), activation, conv(readout), conv(embedding),
+                   residual_scale)
 
     def clone(self) -> MeanFieldResNet:
         def c(t):
             return None if t is None else t.detach().clone()
 
         return MeanFieldResNet(c(self.a), c(self.w), c(self.b), self.act, c(self.readout),
-                               c(self.embedding))
+                               c(self.embedding), self.residual_scale)
 
     def to(self, dtype: torch.dtype | None = None, device=None) -> MeanFieldResNet:
         """A copy in another dtype and/or on another device."""
@@ -122,7 +151,7 @@ class MeanFieldResNet:
             return None if t is None else t.detach().to(dtype=dtype, device=device).clone()
 
         return MeanFieldResNet(c(self.a), c(self.w), c(self.b), self.act, c(self.readout),
-                               c(self.embedding))
+                               c(self.embedding), self.residual_scale)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -136,6 +165,16 @@ class MeanFieldResNet:
     @property
     def dim(self) -> int:
         return self.a.shape[2]
+
+    @property
+    def residual_divisor(self) -> float | int:
+        """D_L = 1/α_L: the residual branch is divided by it (L, √L or 1)."""
+        return residual_divisor(self.residual_scale, self.depth)
+
+    @property
+    def residual_factor(self) -> float:
+        """α_L, the factor on the residual branch: 1/L, 1/√L or 1."""
+        return 1.0 / self.residual_divisor
 
     @property
     def dtype(self) -> torch.dtype:
@@ -188,14 +227,16 @@ class MeanFieldResNet:
 
     def _states(self, x: Tensor) -> Tensor:
         xs = [self.embed(x)]
+        div = self.residual_divisor
         for a, w, b in self._layers():
-            xs.append(xs[-1] + self._block(xs[-1], a, w, b) / self.depth)
+            xs.append(xs[-1] + self._block(xs[-1], a, w, b) / div)
         return torch.stack(xs)  # (L+1, B, d)
 
     def _forward(self, x: Tensor) -> Tensor:
         h = self.embed(x)
+        div = self.residual_divisor
         for a, w, b in self._layers():
-            h = h + self._block(h, a, w, b) / self.depth
+            h = h + self._block(h, a, w, b) / div
         return self.read(h)
 
     @_numpy_io
@@ -216,6 +257,7 @@ class MeanFieldResNet:
     def __repr__(self) -> str:
         return (
             f"MeanFieldResNet(L={self.depth}, N={self.width}, d={self.dim}, "
-            f"activation={self.activation!r}, readout={self.readout is not None}, "
+            f"activation={self.activation!r}, residual_scale={self.residual_scale!r}, "
+            f"readout={self.readout is not None}, "
             f"dtype={self.dtype}, device={self.device})"
         )

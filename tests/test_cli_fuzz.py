@@ -259,6 +259,8 @@ def no_work():
         mp.setattr(meanfield.compare, "run_compare", _stop)
         with contextlib.suppress(ImportError):  # a command added later
             mp.setattr(importlib.import_module("meanfield.clouds"), "run_clouds", _stop)
+        with contextlib.suppress(ImportError):
+            mp.setattr(importlib.import_module("meanfield.depth"), "run_depth", _stop)
         yield
 
 

@@ -113,3 +113,72 @@ def test_divergence_is_reported(rng):
 def test_bad_config_raises(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- residual scalings
+
+SCALES = ("1/L", "1/sqrt(L)", "1")
+
+
+def _scaled(net, scale):
+    return MeanFieldResNet(*(p.clone() for p in net.parameters()), net.act, net.readout,
+                           residual_scale=scale)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_gradient_matches_finite_differences_under_every_residual_scale(scale, rng):
+    net = _scaled(random_net(L=4, N=3, d=3, activation="tanh"), scale)
+    X = torch.as_tensor(rng.normal(size=(9, 3)))
+    Y = torch.as_tensor(rng.normal(size=9))
+    params = [p.requires_grad_(True) for p in net.parameters()]
+    grads = torch.autograd.grad(_loss(net, X, Y), params)
+    h = 1e-6
+    for p, g in zip(params, grads, strict=True):
+        flat, gflat = p.data.view(-1), g.view(-1)
+        for k in rng.choice(flat.numel(), size=5, replace=False):
+            old = flat[k].item()
+            flat[k] = old + h
+            up = _loss(net, X, Y).item()
+            flat[k] = old - h
+            down = _loss(net, X, Y).item()
+            flat[k] = old
+            assert gflat[k].item() == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("scale,S", [("1/L", 5 * 4), ("1/sqrt(L)", 5), ("1", 5 / 4)])
+def test_one_step_uses_the_particle_step_scale_N_over_alpha2_L(scale, S, rng):
+    from meanfield.dynamics import particle_step_scale
+
+    net = _scaled(random_net(L=4, N=5, d=3), scale)
+    assert particle_step_scale(net) == pytest.approx(S, rel=1e-15)
+    X, Y = rng.normal(size=(8, 3)), rng.normal(size=8)
+    params = [p.clone().requires_grad_(True) for p in net.parameters()]
+    probe = MeanFieldResNet(*params, net.act, net.readout, residual_scale=scale)
+    grads = torch.autograd.grad(_loss(probe, torch.as_tensor(X), torch.as_tensor(Y)), params)
+    trained, _ = train(net, X, Y, TrainConfig(steps=1, lr=0.01, eval_every=0))
+    assert trained.residual_scale == scale
+    for before, after, g in zip(net.parameters(), trained.parameters(), grads, strict=True):
+        torch.testing.assert_close(after, before - 0.01 * S * g)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_the_loss_moves_at_a_depth_independent_rate_near_the_identity(scale, rng):
+    """The convention of the step S = N/(α² L): since ∂R/∂θ_{l,i} = (α/N) ∇V_l(θ_{l,i}), a small
+    step lowers the loss at the rate η·S·‖∂R/∂θ‖² = η · mean over layers and particles of
+    ‖∇V_l‖², an average over layers whatever L and α. Near the identity map (tiny a: states
+    and adjoints barely change across layers) every layer has the same ∇V_l, so the rate is
+    the same at L = 4 and L = 32, under every scaling."""
+    from meanfield.dynamics import particle_step_scale
+
+    base = random_net(L=1, N=6, d=3, seed=2)
+    X = torch.as_tensor(rng.normal(size=(32, 3)))
+    Y = torch.as_tensor(rng.normal(size=32))
+    rates = []
+    for L in (4, 32):
+        a, w, b = base.parameters()
+        net = MeanFieldResNet(1e-4 * a.repeat(L, 1, 1), w.repeat(L, 1, 1), b.repeat(L, 1),
+                              base.act, base.readout, residual_scale=scale)
+        params = [p.requires_grad_(True) for p in net.parameters()]
+        grads = torch.autograd.grad(_loss(net, X, Y), params)
+        rates.append(particle_step_scale(net) * sum(float((g * g).sum()) for g in grads))
+    assert rates[1] / rates[0] == pytest.approx(1.0, rel=1e-2), rates

@@ -12,6 +12,8 @@ COMMITTED = {
     "figures.fig_compare": ("meanfield/compare/compare.json",
                             ["compare_width", "compare_depth", "compare_efficiency"]),
     "figures.fig_clouds": ("meanfield/clouds/clouds.json", ["clouds"]),
+    "figures.fig_depth": ("meanfield/depth/depth.json",
+                          ["depth_deviation", "depth_ratio", "depth_width_needed"]),
 }
 
 

@@ -103,3 +103,51 @@ def test_thin_and_wide_must_share_depth(rng):
 def test_bad_mode_raises():
     with pytest.raises(ValueError, match="mode"):
         ImitationConfig(mode="sideways")
+
+
+# ---------------------------------------------------------------- residual scalings
+
+
+def _wide_scaled(scale, L=6, N=256, d=3, seed=0):
+    from meanfield.network import MeanFieldResNet
+
+    w = _wide(seed=seed, L=L, N=N, d=d)
+    return MeanFieldResNet(*(p.clone() for p in w.parameters()), w.act, w.readout,
+                           residual_scale=scale)
+
+
+@pytest.mark.parametrize("mode", ["teacher_forced", "progressive"])
+@pytest.mark.parametrize("scale", ["1/L", "1/sqrt(L)", "1"])
+def test_imitating_a_copy_costs_nothing_under_every_residual_scale(scale, mode, rng):
+    wide = _wide_scaled(scale, N=32)
+    X = rng.normal(size=(24, 3))
+    thin, hist = imitate(wide, wide, X, ImitationConfig(steps=3, lr=0.5, mode=mode,
+                                                        eval_every=1))
+    assert thin.residual_scale == scale
+    assert np.nanmax(np.asarray(hist.layer_loss)) < 1e-20
+    # progressive targets (z_{l+1} − x_l)/α carry rounding of size ε‖z‖: particles stay put
+    torch.testing.assert_close(thin.w, wide.w, rtol=0, atol=1e-9)
+    assert subsample(wide, 8, np.random.default_rng(0)).residual_scale == scale
+
+
+@pytest.mark.parametrize("scale", ["1/L", "1/sqrt(L)", "1"])
+def test_progressive_identity_x_minus_z_is_alpha_times_the_last_layer_error(scale, rng):
+    """Proposition 5 with the residual factor α: x_L − z_L = α ε_{L−1} exactly, so the RMS
+    final-state deviation equals α·J^prog_{L−1}^{1/2} on the imitation data."""
+    from meanfield.network import MeanFieldResNet
+
+    wide = _wide_scaled(scale, L=5)
+    wide = MeanFieldResNet(*wide.parameters(), wide.act, None, residual_scale=scale)
+    X = rng.normal(size=(48, 3))
+    start = subsample(wide, 4, np.random.default_rng(3))
+    thin, hist = imitate(start, wide, X, ImitationConfig(steps=30, lr=0.3, mode="progressive",
+                                                         eval_every=30))
+    J_last = hist.layer_loss[-1][-1]
+    dev = np.sqrt(np.mean(np.sum((thin(X) - wide(X)) ** 2, axis=1)))
+    assert dev == pytest.approx(wide.residual_factor * np.sqrt(J_last), rel=1e-9)
+
+
+def test_thin_and_wide_must_share_the_residual_scale(rng):
+    with pytest.raises(ValueError, match="residual scale"):
+        imitate(_wide_scaled("1", N=16), _wide_scaled("1/L", N=16), rng.normal(size=(4, 3)),
+                ImitationConfig())

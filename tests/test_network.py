@@ -124,3 +124,56 @@ def test_cuda_matches_cpu(rng):
     net = random_net()
     x = rng.normal(size=(8, 4))
     np.testing.assert_allclose(net.to(device="cuda")(x), net(x), rtol=1e-10)
+
+
+# ---------------------------------------------------------------- residual scalings
+
+
+@pytest.mark.parametrize("scale,alpha", [("1/L", lambda L: 1 / L),
+                                         ("1/sqrt(L)", lambda L: L ** -0.5),
+                                         ("1", lambda L: 1.0)])
+@pytest.mark.parametrize("L", [1, 3, 8])
+def test_identity_activation_closed_form_under_every_residual_scale(scale, alpha, L, rng):
+    """σ = id: layer l is the affine map x ↦ x + α(A_l x + c_l), A_l = mean_i a_i w_iᵀ,
+    c_l = mean_i a_i b_i, so x_L is the product of the L augmented matrices
+    [[I + αA_l, αc_l], [0, 1]] applied to (x_0, 1)."""
+    N, d = 6, 3
+    a, w = rng.normal(size=(L, N, d)) * 0.5, rng.normal(size=(L, N, d)) / np.sqrt(d)
+    b = rng.normal(size=(L, N))
+    x = rng.normal(size=(7, d))
+    net = MeanFieldResNet.from_arrays(a, w, b, "identity", residual_scale=scale)
+    assert net.residual_factor == pytest.approx(alpha(L), rel=1e-15)
+    prod = np.eye(d + 1)
+    for layer in range(L):
+        aug = np.eye(d + 1)
+        aug[:d, :d] += alpha(L) * a[layer].T @ w[layer] / N
+        aug[:d, d] = alpha(L) * a[layer].T @ b[layer] / N
+        prod = aug @ prod
+    exact = x @ prod[:d, :d].T + prod[:d, d]
+    np.testing.assert_allclose(net(x), exact, rtol=1e-12, atol=1e-12)
+
+
+def test_residual_scale_is_carried_by_every_copy(rng):
+    net = random_net(L=4)
+    assert net.residual_scale == "1/L" and net.residual_divisor == 4  # the default
+    for scale in ("1/sqrt(L)", "1"):
+        s = MeanFieldResNet.from_arrays(*(p.numpy() for p in net.parameters()), "tanh",
+                                        net.readout.numpy(), residual_scale=scale)
+        for copy in (s.clone(), s.to(dtype=torch.float32), s.to(dtype=torch.float64)):
+            assert copy.residual_scale == scale
+        x = rng.normal(size=(5, 4))
+        np.testing.assert_array_equal(s.clone()(x), s(x))
+        assert not np.allclose(s(x), net(x))  # the scale changes the function
+
+
+def test_default_residual_scale_is_bit_identical_to_the_explicit_one(rng):
+    net = random_net(L=5, N=7)
+    explicit = MeanFieldResNet(*net.parameters(), net.act, net.readout, residual_scale="1/L")
+    x = rng.normal(size=(9, 4))
+    np.testing.assert_array_equal(explicit(x), net(x))
+
+
+def test_unknown_residual_scale_raises():
+    with pytest.raises(ValueError, match="residual_scale"):
+        random_net().from_arrays(np.zeros((2, 3, 4)), np.zeros((2, 3, 4)), np.zeros((2, 3)),
+                                 residual_scale="1/L^2")

@@ -44,3 +44,21 @@ def test_jacobian_norms_match_autograd(rng):
             jac = torch.autograd.functional.jacobian(
                 lambda x, layer=layer: net.block(layer, x[None])[0], z[layer, i])
             assert norms[layer, i] == pytest.approx(float(torch.linalg.matrix_norm(jac, 2)))
+
+
+@pytest.mark.parametrize("scale", ["1/L", "1/sqrt(L)", "1"])
+@pytest.mark.parametrize("L", [2, 8])
+def test_bound_holds_under_every_residual_scale(scale, L, rng):
+    """Theorem 4 with α for 1/L: e_{l+1} ≤ (1 + ακ_l) e_l + α δ_l, on the same data."""
+    from meanfield.network import MeanFieldResNet
+
+    w = _wide(L, L, amplitude=1.0)
+    wide = MeanFieldResNet(*w.parameters(), w.act, w.readout, residual_scale=scale)
+    X = rng.normal(size=(64, 3))
+    thin = subsample(wide, 4, np.random.default_rng(L))
+    for net in (thin, imitate(thin, wide, X, ImitationConfig(steps=20, lr=0.05))[0]):
+        rep = stability_report(net, wide, X)
+        assert rep["bound_holds"], rep
+        assert rep["residual_scale"] == scale
+        b = rep["output_bound"]
+        assert b["product"] <= b["uniform"] * (1 + 1e-12) <= b["exp"] * (1 + 1e-12)
