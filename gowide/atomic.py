@@ -65,8 +65,12 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return _replace_into(Path(path), write)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+def write_json(path: str | os.PathLike, data: Any, compact: bool = False) -> Path:
+    """JSON, indented for reading; ``compact`` (no whitespace) for large raw records."""
+    if compact:
+        text = json.dumps(to_jsonable(data), separators=(",", ":"), allow_nan=False) + "\n"
+    else:
+        text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
     return write_text(path, text)
 
 

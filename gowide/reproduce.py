@@ -57,6 +57,35 @@ def _draw_compare(results, out, path):
     return draw(results, out)
 
 
+def _depth(quick: bool, progress: bool, path: Path) -> dict:
+    from meanfield.depth import DepthConfig, run_depth
+
+    return run_depth(DepthConfig.quick() if quick else DepthConfig.full(), progress=progress)
+
+
+def _draw_depth(results, out, path):
+    from figures.fig_depth import draw
+
+    return draw(results, out)
+
+
+def _report_depth(res: dict) -> list[str]:
+    from meanfield.report import depth_markdown
+
+    return [
+        "## Depth and the residual scaling",
+        "",
+        *depth_markdown(res),
+        "",
+        "![deviation against depth](depth_deviation.png)",
+        "",
+        "![ratio](depth_ratio.png)",
+        "",
+        "![width needed](depth_width_needed.png)",
+        "",
+    ]
+
+
 def _clouds(quick: bool, progress: bool, path: Path) -> dict:
     from meanfield.clouds import CloudsConfig, run_clouds
 
@@ -214,6 +243,8 @@ JOBS = (
         _draw_limits, _report_limits),
     Job("imitation versus back-propagation (P3-P5)", "meanfield/compare/compare.json",
         _compare, _draw_compare, _report_compare),
+    Job("depth and the residual scaling", "meanfield/depth/depth.json", _depth, _draw_depth,
+        _report_depth),
     Job("particle clouds before and after imitation", "meanfield/clouds/clouds.json",
         _clouds, _draw_clouds, _report_clouds),
     Job("empirical claims, ResNet family (C1-C3)", "empirical/resnet/compare.json",
@@ -333,7 +364,7 @@ def _run(args, compute: bool) -> int:
             else:
                 results["preset"] = preset
                 results["provenance"] = provenance("cpu")
-                write_json(path, results)
+                write_json(path, results, compact=len(str(results)) > 200_000)
             print(f"      wrote {path}")
         loaded[job.relpath] = path
         try:

@@ -119,7 +119,7 @@ def check_device(device: str, threads: int = 1) -> None:
 
 
 def _run_experiment(args, config_cls, overrides: dict, run, filename: str, draw,
-                    device: str = "cpu"):
+                    device: str = "cpu", compact: bool = False):
     """Shared by the subcommands: preset + overrides, validation, run, atomic JSON, figures."""
     from gowide.atomic import write_json
     from gowide.paths import output_dir
@@ -137,7 +137,7 @@ def _run_experiment(args, config_cls, overrides: dict, run, filename: str, draw,
     results = run(cfg, progress=not args.no_progress)
     results["preset"] = "quick" if args.quick else "full"
     results["provenance"] = provenance(device)
-    path = write_json(out / filename, results)
+    path = write_json(out / filename, results, compact=compact)
     figures = draw(results, out)
     return results, path, figures
 
@@ -163,7 +163,7 @@ def compare_command(args) -> int:
         raise UsageError(f"--jobs must be at most 64, got {args.jobs}")
     run = functools.partial(run_compare, workdir=Path(args.out) / "work", jobs=args.jobs)
     results, path, figures = _run_experiment(args, CompareConfig, {"task": args.task},
-                                             run, "compare.json", draw)
+                                             run, "compare.json", draw, compact=True)
     from meanfield.report import compare_markdown
 
     print("\n".join(compare_markdown(results)))
@@ -177,7 +177,7 @@ def depth_command(args) -> int:
     from meanfield.depth import DepthConfig, run_depth
 
     results, path, figures = _run_experiment(args, DepthConfig, {}, run_depth, "depth.json",
-                                             draw)
+                                             draw, compact=True)
     print(summarise_depth(results))
     print(f"results: {path}")
     print("figures: " + ", ".join(str(p) for p in figures))

@@ -115,3 +115,14 @@ def compare_markdown(res: dict) -> list[str]:
         "",
         *final_quality_table(res),
     ]
+
+
+def depth_markdown(res: dict) -> list[str]:
+    """The verdicts of ``gowide meanfield depth`` (docs/theory.md §8)."""
+    rows = [f"| {v['prediction']} | {_interval(v, '+.3f')} | {v['rule_text']} | "
+            f"{_held(v['held'])} |" for v in res["verdicts"]]
+    checks = "; ".join(f"{scale}: bound held in {c['stability_bound_holds']}, wide net beats "
+                       f"the affine fit in {c['wide_beats_linear']}"
+                       for scale, c in res["checks"].items())
+    return ["| prediction | measured [95% CI] | rule | held |", "|---|---|---|---|", *rows, "",
+            f"Checks per scaling: {checks}."]

@@ -155,7 +155,13 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monk
     tiny = tiny_compare_config()
     write_json(results / "meanfield" / "compare" / "compare.json",
                run_compare(tiny, progress=False))
+    from test_depth import TINY
+
     from meanfield.clouds import CloudsConfig, run_clouds
+    from meanfield.depth import DepthConfig, run_depth
+
+    write_json(results / "meanfield" / "depth" / "depth.json",
+               run_depth(DepthConfig(**TINY), progress=False))
 
     write_json(results / "meanfield" / "clouds" / "clouds.json",
                run_clouds(CloudsConfig.quick(), progress=False))
@@ -180,7 +186,7 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monk
     assert "limits_width.png" in report
     assert "## Empirical claims: resnet" in report and "| C4 " in report
     for stem in ("limits_depth", "compare_width", "compare_depth", "compare_efficiency",
-                 "clouds", "empirical_resnet_compute", "empirical_bert_curves"):
+                 "depth_deviation", "clouds", "empirical_resnet_compute", "empirical_bert_curves"):
         assert (tmp_path / "fig" / f"{stem}.png").exists()
     assert Path(tmp_path / "fig" / "manifest.json").exists()
 
@@ -202,8 +208,8 @@ def test_figures_with_missing_results_is_a_usage_error(capsys, tmp_path):
 def test_result_file_missing_fields_is_a_usage_error(capsys, tmp_path):
     res = tmp_path / "res"
     for rel in ("meanfield/limits/limits.json", "meanfield/compare/compare.json",
-                "meanfield/clouds/clouds.json", "empirical/resnet/compare.json",
-                "empirical/bert/compare.json"):
+                "meanfield/depth/depth.json", "meanfield/clouds/clouds.json",
+                "empirical/resnet/compare.json", "empirical/bert/compare.json"):
         (res / rel).parent.mkdir(parents=True)
         (res / rel).write_text("{}")
     code, _, err = _run(["figures", "--out", str(tmp_path / "o"), "--results", str(res)], capsys)
