@@ -32,6 +32,20 @@ def test_the_deeper_baselines_have_the_stated_sizes():
         assert 2.8 <= body(fam["deeper"]) / body(fam["thin"]) <= 3.5
 
 
+def test_baseline_tables_over_finetune():
+    cfg = build_config("resnet", "scratch", "tiny", ["finetune.lr=0.01", "finetune.eval_every=7",
+                                                     "scratch.steps=900", "scratch.lr=0.02",
+                                                     "deeper.batch_size=16"])
+    scratch, deeper = cfg.baseline("scratch", steps=50), cfg.baseline("deeper", steps=50)
+    assert (scratch.steps, scratch.lr, scratch.eval_every, scratch.kd_weight) == (
+        900, 0.02, 7, 0.0)  # its own steps win over the default budget; no distillation
+    # deeper: scratch's keys, then its own
+    assert (deeper.steps, deeper.lr, deeper.batch_size) == (900, 0.02, 16)
+    plain = build_config("resnet", "scratch", "tiny")
+    assert plain.baseline("scratch", steps=50).steps == 50  # no table: the budget given
+    assert plain.baseline("deeper").steps == plain.finetune.steps
+
+
 def test_overrides_are_parsed_as_toml():
     cfg = build_config("resnet", "ours", "tiny", ["imitate.normalize=true",
                                                   "imitate.blocks=['blocks.0']",
@@ -54,6 +68,17 @@ BAD = [
     (["--set", "model.depth=3"], "unexpected keyword argument 'depth'"),
     (["--set", "imitate.blocks=['blocks.7']", "--set", "wide.steps=1",
       "--set", "model.blocks_per_stage=1"], "imitate.blocks: 'blocks.7' is not a block"),
+    (["--set", "scratch.stepz=10"], "unknown config key 'scratch.stepz'"),
+    (["--set", "scratch.steps=-4"], "scratch.steps must be positive"),
+    (["--set", "deeper.lr=fast"], "deeper.lr: expected float"),
+    (["--set", "scratch=3"], "scratch: expected a table"),
+    (["--set", "imitate.target=middle"], "imitate.target must be one of pre, post"),
+    (["--set", "imitate.stop_error=0.05"], "need imitate.check_every > 0"),
+    (["--set", "imitate.warmup=1.5"], "imitate.warmup must lie in [0, 1)"),
+    (["--set", "imitate.stop_patience=-1"], "imitate.stop_patience must be a finite number"),
+    (["--set", "finetune.early_stop=true"], "finetune.early_stop needs finetune.eval_every > 0"),
+    (["--set", "wide.select=worst"], "wide.select must be one of best, last"),
+    (["--set", "wide.patience=0"], "wide.patience must be positive"),
 ]
 
 
