@@ -101,7 +101,8 @@ def draw_blocks(summary: dict, runs: dict, out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_ylabel("relative imitation error ‖Ph − z‖² / ‖z − z̄‖²")
     ax.set_title(f"{summary['task']}: per-block error after stage 2 (thin inputs)", fontsize=9)
-    ax.legend(fontsize=7)
+    if drawn:
+        ax.legend(fontsize=7)
     return save(fig, out_dir, f"empirical_{summary['task']}_blocks")
 
 
