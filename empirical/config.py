@@ -1,10 +1,12 @@
 """Run configuration: small dataclasses per component and per stage, read from TOML presets
-(``configs/tiny.toml``, ``configs/small.toml``) and overridden from the command line with
-``--set section.key=value`` (the value is parsed as TOML: ``--set imitate.normalize=true``).
+(``configs/tiny.toml``, ``small.toml``, ``full.toml``, ``regime.toml``) and overridden from
+the command line with ``--set section.key=value`` (the value is parsed as TOML:
+``--set imitate.normalize=true``).
 
 A preset file holds one table per task (``[resnet]``, ``[bert]``) with sub-tables named like
-the fields of :class:`RunConfig`. Unknown keys, wrong types and values out of range raise
-:class:`~gowide.errors.UsageError` with a one-line message naming the key.
+the fields of :class:`RunConfig` (a preset may hold one task only: ``regime`` is ResNet's).
+Unknown keys, wrong types and values out of range raise :class:`~gowide.errors.UsageError`
+with a one-line message naming the key.
 """
 
 from __future__ import annotations
@@ -361,6 +363,10 @@ def build_config(task: str, method: str, preset: str = "tiny",
     """Preset table of ``task``, then ``overrides`` (``a.b=value``), then ``fields``."""
     _check_choice("task", task, TASKS)
     doc = load_preset(preset)
+    others = [t for t in TASKS if t in doc]
+    if task not in doc and others:
+        raise UsageError(f"preset {preset!r} has no [{task}] table (it is a preset for "
+                         f"{', '.join(others)})")
     table = doc.get(task, {})
     if not isinstance(table, dict):
         raise UsageError(f"preset {preset!r}: [{task}] must be a table")

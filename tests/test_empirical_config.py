@@ -4,6 +4,7 @@ import pytest
 
 from empirical.config import build_config, parse_override
 from gowide.cli import main
+from gowide.errors import UsageError
 
 
 def test_presets_load_for_both_tasks():
@@ -30,6 +31,28 @@ def test_the_deeper_baselines_have_the_stated_sizes():
             return c.layers * (4 * c.hidden_size ** 2 + 2 * c.hidden_size * c.ffn_size)
 
         assert 2.8 <= body(fam["deeper"]) / body(fam["thin"]) <= 3.5
+
+
+def test_regime_preset_is_the_paper_regime_at_small_scale():
+    from empirical.methods import METHODS
+    from empirical.models.resnet import ResNet, ResNetConfig
+
+    cfg = build_config("resnet", "ours", "regime")
+    thin = ResNet(ResNetConfig(**cfg.model))
+    wide = ResNet(ResNetConfig(**(cfg.model | {"width_mult": cfg.wide_mult})))
+    n_params = [sum(p.numel() for p in m.parameters()) for m in (thin, wide)]
+    assert n_params == [17_462, 272_186]  # ResNet-20-like at base width 4; 4x, interfaces too
+    assert cfg.data.dataset == "fashion" and cfg.threads == 1
+    for stage in (cfg.wide, cfg.finetune, cfg.baseline("scratch"), cfg.baseline("deeper")):
+        assert stage.eval_every > 0 and stage.select == "best"
+    scratch = cfg.baseline("scratch")  # its own budget: ~20 epochs, converged in the pilot
+    assert scratch.steps * scratch.batch_size / 55_000 > 19 and scratch.steps > cfg.finetune.steps
+    assert cfg.imitate.stop_error == 0.05 and cfg.imitate.check_every > 0
+    n = len(thin.block_names())
+    kd = METHODS["kd"].stages(cfg, n)[-1].config
+    assert kd.steps == cfg.imitate.steps_per_block * n + cfg.finetune.steps
+    with pytest.raises(UsageError, match=r"preset 'regime' has no \[bert\] table"):
+        build_config("bert", "ours", "regime")
 
 
 def test_baseline_tables_over_finetune():
