@@ -21,7 +21,14 @@ lower blocks ``frozen`` (loss of block ``l`` only) or ``trainable`` (mean loss o
 imitated); ``simultaneous`` trains every block at once on the mean loss. Inputs: ``thin``
 (block ``l`` reads the thin network's own state, passed through ``Q_{l-1}·P_{l-1}``) or
 ``teacher`` (teacher-forced: block ``l`` reads ``Q_{l-1} z_{l-1}``). Forward passes stop at
-the highest block in the loss. At the end, a linear output head is taken from the wide
+the highest block in the loss. The output imitated is the block's output after its final
+ReLU (``target = "post"``) or its input (``"pre"``, the pre-activation output; no dead zone
+where the thin value is negative and the wide one positive). Each block of the progressive
+schedule has a fresh optimizer with ``warmup`` and cosine decay over its cap, and stops at
+the cap or earlier by :class:`StoppingRule` on its thin-mode :func:`relative_error`
+(per-feature centred) measured every ``check_every`` steps. At the end, BatchNorm running
+statistics are re-estimated (:func:`recalibrate_batchnorm`), every block's relative error is
+recorded with thin and teacher-forced inputs, and a linear output head is taken from the wide
 model where that is exact (:func:`transfer_head`; ``head = "own"`` keeps the thin one). Under
 several processes stage 2 averages gradients with one
 all-reduce per parameter (its forward passes stop part-way through the model, which DDP's

@@ -7,6 +7,8 @@ optimizers, the supervised loop, divergence checks and atomic checkpoints.
   GPU). With BatchNorm on GPU the model is converted to ``SyncBatchNorm``; on CPU (where
   SyncBatchNorm does not run) batch statistics are per process, so only normalisation-free
   or GroupNorm/LayerNorm models match a single process exactly.
+* Validation: with ``eval_every`` > 0 the supervised loop evaluates the validation split,
+  keeps the best weights and records the convergence rule (:func:`convergence`).
 * Divergence: a non-finite loss stops the run with :class:`Diverged`, naming stage and
   step; checkpoints are written only after a stage completes, so the last good one stays.
 * Checkpoints: written to a temporary file and renamed into place, with a SHA-256 of their
