@@ -16,6 +16,7 @@ of the method they are compared with:
                        (the ``[scratch]`` table over ``[finetune]``; without ``steps`` there,
                        as many steps as ``ours`` trains the thin model: stage 2's cap +
                        stage 3's steps)
+``scratch_2x``         ``scratch`` with twice its steps: does doubling them change validation?
 ``scratch_long``       the thin model trained on labels with the training FLOPs of ``ours``,
                        the wide teacher's included (steps = that budget / FLOPs of a step;
                        the other settings are ``scratch``'s): the compute-matched baseline
@@ -118,6 +119,10 @@ def _scratch(c: RunConfig, role: str = "thin", steps: int | None = None,
     return Stage("scratch", "finetune", role, c.baseline(table, steps))
 
 
+def _doubled(stage: Stage) -> Stage:
+    return replace(stage, config=replace(stage.config, steps=2 * stage.config.steps))
+
+
 def _ours(c: RunConfig, n: int) -> list[Stage]:
     return [_wide(c), _imitate(c), _finetune(c)]
 
@@ -147,6 +152,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("teacher", "the wide model", lambda c, n: [_wide(c)], final_role="wide"),
     Method("scratch", "thin from scratch, its own budget ([scratch]; default: the thin steps "
            "of ours)", lambda c, n: [_scratch(c, steps=_thin_steps(c, n))]),
+    Method("scratch_2x", "scratch with twice its steps (the doubling check of the "
+           "scratch_converged gate)",
+           lambda c, n: [_doubled(_scratch(c, steps=_thin_steps(c, n)))]),
     # Its steps are set in run() from the counted FLOPs of ours (see matched_steps).
     Method("scratch_long", "thin from scratch, the training FLOPs of ours with its teacher",
            lambda c, n: [_scratch(c, steps=_thin_steps(c, n))]),

@@ -219,3 +219,23 @@ def test_jobs_need_one_thread_per_process(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--jobs > 1 runs one-thread processes" in err
+
+
+@pytest.mark.parametrize("doubled,passed", [((0.932, 0.942), True),   # +0.2 point
+                                            ((0.936, 0.946), False),  # +0.6 point
+                                            ((0.925, 0.935), False)])  # −0.5 point
+def test_doubling_scratch_steps_is_the_convergence_check_where_it_ran(doubled, passed):
+    table = {"ours": [0.95, 0.96], "scratch": [0.93, 0.94], "scratch_2x": list(doubled),
+             "teacher": [0.95, 0.96]}
+    results = _results("resnet", table)  # no convergence records: the doubling alone decides
+    s = summarise("resnet", "x", [0, 1], list(table), results)
+    gate = next(g for g in s["gates"] if g["gate"] == "scratch_converged")
+    assert gate["doubling_change"] == pytest.approx(sum(doubled) / 2 - 0.935)
+    assert gate["passed"] is passed and ("rule_per_seed" not in gate)
+    assert ("scratch_converged" in s["gates_failed"]) is not passed
+
+
+def test_scratch_2x_trains_twice_the_steps_of_scratch(tmp_path):
+    extra = ["scratch.steps=12"]
+    r = run(fast_config("resnet", "scratch_2x", extra=extra), tmp_path, progress=False)
+    assert r["stages"]["scratch"]["steps"] == 24
