@@ -201,10 +201,17 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Sections of the configuration that only stages read: each stage carries its own settings,
+# so they enter a cache key through the stages that use them.
+STAGE_TABLES = ("wide", "imitate", "finetune", "downstream", "scratch", "deeper")
+
+
 def _prefix_key(key: dict, stages: list[Stage], final_role: str) -> str:
-    """A hash of what determines the state after ``stages``: the configuration (without the
-    method's name) and the stages themselves."""
-    text = json.dumps({k: v for k, v in key.items() if k != "method"}, sort_keys=True)
+    """A hash of what determines the state after ``stages``: the configuration without the
+    method's name and without the per-stage tables, and the stages themselves (each with its
+    own settings). A sweep over stage 2's or stage 3's settings thus reuses the teacher."""
+    shared = {k: v for k, v in key.items() if k != "method" and k not in STAGE_TABLES}
+    text = json.dumps(shared, sort_keys=True)
     if any(s.name == "downstream" for s in stages):  # it starts from the final model
         text += "\n" + final_role
     text += "\n" + "\n".join(repr(s) for s in stages)

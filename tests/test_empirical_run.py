@@ -194,3 +194,16 @@ def test_bert_ours_end_to_end(tmp_path, monkeypatch):
     assert r["metrics"]["mlm"]["val"]["mlm_loss"] > 0
     assert r["data"]["corpus_words"] >= 500_000
     assert list(Path(TEST_CACHE).glob("wordpiece*.json"))
+
+
+def test_a_stage_2_sweep_reuses_the_cached_teacher(tmp_path):
+    cache = tmp_path / "cache"
+    a = run(fast_config("resnet", "ours"), tmp_path / "a", progress=False, cache_dir=cache)
+    b = run(fast_config("resnet", "ours", extra=["imitate.lr=0.02", "finetune.lr=0.01"]),
+            tmp_path / "b", progress=False, cache_dir=cache)
+    assert b["stages"]["wide"].get("cached") is True
+    assert not b["stages"]["imitate"].get("cached") and not b["stages"]["finetune"].get("cached")
+    assert b["stages"]["wide"]["loss_curve"] == a["stages"]["wide"]["loss_curve"]
+    c = run(fast_config("resnet", "ours", extra=["wide.lr=0.01"]), tmp_path / "c",
+            progress=False, cache_dir=cache)
+    assert not c["stages"]["wide"].get("cached")  # another teacher setting: trained again
