@@ -269,8 +269,10 @@ def summarise(task: str, preset: str, seeds: list[int], methods: list[str],
     for cid, statement, base, rule in CLAIMS[task]:
         for metric in METRICS[task]:
             claim = _claim(cid, statement, base, rule, metric, per_method, seeds)
-            if failed and claim["held"] is not None:
-                claim |= {"held": None, "note": f"gate failed: {', '.join(failed)}"}
+            if failed:
+                note = f"gate failed: {', '.join(failed)}"
+                claim |= {"held": None,
+                          "note": "; ".join(n for n in (note, claim.get("note")) if n)}
             claims.append(claim)
     first = results[(methods[0], seeds[0])]
     config = dict(first["config"])
@@ -413,6 +415,8 @@ def markdown(summary: dict) -> str:
         if summary.get("gates_failed"):
             lines += ["", f"A gate failed ({', '.join(summary['gates_failed'])}): the claims "
                       "of this comparison are not judged."]
+    if summary.get("stopped"):
+        lines += ["", f"The comparison {summary['stopped']}."]
     lines += ["", "Improvement: ours − baseline for accuracies, (baseline − ours) / baseline for "
               "perplexities; paired by seed. FLOPs counted with FlopCounterMode (matrix "
               "products, convolutions, attention), the wide teacher's training included for "

@@ -195,6 +195,9 @@ def test_pilot_seed_stops_the_comparison_when_a_gate_fails(tmp_path):
     assert main(argv) == 0
     summary = json.loads((out / "compare.json").read_text())
     assert summary["seeds"] == [0] and "block_error" in summary["stopped"]
+    assert "stopped after the pilot seed 0" in (out / "compare.md").read_text()
+    for claim in summary["claims"]:
+        assert claim["held"] is None and claim["note"].startswith("gate failed: ")
     assert not (out / "runs" / "ours" / "seed1").exists()
     block = next(g for g in summary["gates"] if g["gate"] == "block_error")
     assert block["passed"] is False and block["measured"] > 0.05  # 4 steps per block
