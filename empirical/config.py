@@ -162,6 +162,9 @@ class ImitateConfig:
             _check_non_negative(f"{where}.{name}", getattr(self, name))
         if not 0.0 <= self.warmup < 1.0:
             raise UsageError(f"{where}.warmup must lie in [0, 1), got {self.warmup}")
+        if not self.stop_min_delta < 1.0:
+            raise UsageError(f"{where}.stop_min_delta must lie in [0, 1), got "
+                             f"{self.stop_min_delta}")
         if (self.stop_error or self.stop_patience) and not self.check_every:
             raise UsageError(f"{where}.stop_error and {where}.stop_patience need "
                              f"{where}.check_every > 0")

@@ -98,6 +98,7 @@ BAD = [
     (["--set", "imitate.target=middle"], "imitate.target must be one of pre, post"),
     (["--set", "imitate.stop_error=0.05"], "need imitate.check_every > 0"),
     (["--set", "imitate.warmup=1.5"], "imitate.warmup must lie in [0, 1)"),
+    (["--set", "imitate.stop_min_delta=1.0"], "imitate.stop_min_delta must lie in [0, 1)"),
     (["--set", "imitate.stop_patience=-1"], "imitate.stop_patience must be a finite number"),
     (["--set", "finetune.early_stop=true"], "finetune.early_stop needs finetune.eval_every > 0"),
     (["--set", "wide.select=worst"], "wide.select must be one of best, last"),
