@@ -261,8 +261,9 @@ def transfer_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, last
     Stage 2 imitates blocks only; a linear head on top of the last block can be taken from
     the wide model, with the last pair's ``P`` (thin→wide) merged into it:
     ``W_wide (P h) + b = (W_wide P) h + b``. The ResNet head (pool, then linear) allows it;
-    the BERT heads have a hidden layer of the interface width and keep their own weights
-    (stage 3 trains them). Returns what was done: ``"wide"`` or ``"own"``."""
+    the BERT heads have a hidden layer of the interface width (see :func:`transfer_mlm_head`
+    for the masked-LM one; the classification head keeps its own weights). Returns what was
+    done: ``"wide"`` or ``"own"``."""
     t_head, w_head = getattr(thin, "head", None), getattr(wide, "head", None)
     if not isinstance(t_head, nn.Linear) or not isinstance(w_head, nn.Linear):
         return "own"
@@ -273,6 +274,42 @@ def transfer_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, last
     t_head.weight.copy_(weight)
     t_head.bias.copy_(w_head.bias)
     return "wide"
+
+
+@torch.no_grad()
+def transfer_mlm_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, last: str,
+                      seed: int, rescale: str = "sqrt") -> str:
+    """Give the thin BERT model a masked-LM head taken from the wide one's, so that the
+    output of stage 2 predicts tokens at all (a random head guesses uniformly).
+
+    The head is ``W2 · LN(gelu(W1 z + b1)) + b2`` with a hidden layer of the interface width
+    ``H`` (wide) or ``c`` (thin), so it cannot be taken over exactly when they differ. Its
+    input is mapped as the ResNet head's is (``z = P h``: ``W1 P``), and its hidden layer is a
+    seeded subsample of ``c`` of the wide head's ``H`` hidden units (``subsample.py``): rows
+    of ``W1 P`` and of ``b1``, the layer norm's gain and bias, columns of ``W2`` rescaled by
+    ``sqrt(H/c)`` or ``H/c`` (``rescale``). Exact when ``c = H``. Returns
+    ``"wide-subsampled"``, or ``"own"`` when the models have no such head."""
+    from empirical.subsample import _factor, _pick
+
+    t, w = getattr(thin, "mlm_head", None), getattr(wide, "mlm_head", None)
+    layout = (nn.Linear, nn.GELU, nn.LayerNorm, nn.Linear)
+    if not all(isinstance(h, nn.Sequential) and len(h) == 4
+               and all(isinstance(m, k) for m, k in zip(h, layout, strict=True))
+               for h in (t, w)):
+        return "own"
+    pair = connectors.pair(last)
+    w1 = w[0].weight if pair is None else w[0].weight @ pair.up  # (H, H) @ (H, c) -> (H, c)
+    n_wide, n_thin = w[0].out_features, t[0].out_features
+    if w1.shape[1] != t[0].in_features or w[3].out_features != t[3].out_features:
+        return "own"
+    idx = _pick(n_wide, n_thin, torch.Generator().manual_seed(seed))  # (c,) hidden units
+    t[0].weight.copy_(w1[idx])
+    t[0].bias.copy_(w[0].bias[idx])
+    t[2].weight.copy_(w[2].weight[idx])
+    t[2].bias.copy_(w[2].bias[idx])
+    t[3].weight.copy_(w[3].weight[:, idx] * _factor(n_wide / n_thin, rescale))  # (V, c)
+    t[3].bias.copy_(w[3].bias)
+    return "wide-subsampled"
 
 
 def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Context,
@@ -377,6 +414,9 @@ def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Con
     head = "own"
     if cfg.head == "wide" and names[-1] == all_names[-1]:  # the top block was imitated
         head = transfer_head(thin, wide, connectors, names[-1])
+        if head == "own":
+            head = transfer_mlm_head(thin, wide, connectors, names[-1], seed + 3,
+                                     cfg.subsample_rescale)
     diff = merge_error(thin, connectors, task.forward, to_device(task.sample_batch(), ctx.device))
     n_pairs = len(connectors.pairs)
     merge(thin, connectors)

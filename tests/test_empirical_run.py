@@ -188,6 +188,7 @@ def test_bert_ours_end_to_end(tmp_path, monkeypatch):
     r = json.loads((out / "result.json").read_text())
     assert set(r["stages"]) == {"wide", "imitate", "finetune", "downstream"}
     assert r["stages"]["imitate"]["linear_pairs"] == 3
+    assert r["stages"]["imitate"]["head"] == "wide-subsampled"  # masked-LM head from the teacher
     assert r["stages"]["imitate"]["merge_max_abs_diff"] < 1e-4
     assert r["params"]["thin"] == r["params"]["thin_architecture"]
     assert 0.0 <= r["metrics"]["downstream"]["test"]["accuracy"] <= 1.0

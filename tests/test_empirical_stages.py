@@ -176,3 +176,37 @@ def test_batchnorm_recalibration_is_the_average_over_the_batches():
     assert model.training and not model.blocks[0].training
     for k, v in weights.items():
         assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_mlm_head_from_the_teacher_is_exact_at_equal_width():
+    from empirical_helpers import bert_pair
+
+    from empirical.stages import transfer_mlm_head
+
+    _, wide = bert_pair()
+    thin, _ = bert_pair(seed=1, thin_mult=2.0)  # the wide architecture, other weights
+    assert transfer_mlm_head(thin, wide, Connectors(thin, wide, thin.block_names()),
+                             "layers.1", seed=0) == "wide-subsampled"
+    for a, b in zip(thin.mlm_head.parameters(), wide.mlm_head.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rescale,factor", [("sqrt", 2 ** 0.5), ("linear", 2.0)])
+def test_mlm_head_from_a_wider_teacher_reads_the_mapped_input(rescale, factor):
+    from empirical_helpers import bert_pair
+
+    from empirical.stages import transfer_mlm_head
+
+    thin, wide = bert_pair()  # hidden 16 against 32
+    connectors = Connectors(thin, wide, thin.block_names(), seed=0)
+    assert transfer_mlm_head(thin, wide, connectors, "layers.1", 0, rescale) == "wide-subsampled"
+    h = torch.randn(5, 16)
+    z = connectors.to_wide("layers.1", h)  # (5, 32) = P h
+    wide_hidden = wide.mlm_head[0](z)  # (5, 32)
+    thin_hidden = thin.mlm_head[0](h)  # (5, 16): a subset of the wide hidden units
+    picked = [int((wide_hidden[0] - v).abs().argmin()) for v in thin_hidden[0]]
+    torch.testing.assert_close(thin_hidden, wide_hidden[:, picked], rtol=1e-5, atol=1e-5)
+    assert len(set(picked)) == 16
+    torch.testing.assert_close(thin.mlm_head[3].weight, wide.mlm_head[3].weight[:, picked]
+                               * factor)
+    assert torch.equal(thin.mlm_head[3].bias, wide.mlm_head[3].bias)
