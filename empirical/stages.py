@@ -278,7 +278,7 @@ def transfer_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, last
 
 @torch.no_grad()
 def transfer_mlm_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, last: str,
-                      seed: int, rescale: str = "sqrt") -> str:
+                      seed: int, rescale: str = "linear") -> str:
     """Give the thin BERT model a masked-LM head taken from the wide one's, so that the
     output of stage 2 predicts tokens at all (a random head guesses uniformly).
 
@@ -287,8 +287,14 @@ def transfer_mlm_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, 
     input is mapped as the ResNet head's is (``z = P h``: ``W1 P``), and its hidden layer is a
     seeded subsample of ``c`` of the wide head's ``H`` hidden units (``subsample.py``): rows
     of ``W1 P`` and of ``b1``, the layer norm's gain and bias, columns of ``W2`` rescaled by
-    ``sqrt(H/c)`` or ``H/c`` (``rescale``). Exact when ``c = H``. Returns
-    ``"wide-subsampled"``, or ``"own"`` when the models have no such head."""
+    ``H/c`` (``rescale = "linear"``, the default) or ``sqrt(H/c)``. Exact when ``c = H``.
+    Returns ``"wide-subsampled"``, or ``"own"`` when the models have no such head.
+
+    Measured on the tiny preset (BERT 3×32 from a 3×64 teacher, vocabulary 2000, seeds 0 and
+    1), masked-LM validation loss of ``ours_no_ft``: the thin model's own random head 7.607
+    and 7.608 nats (uniform guessing is 7.601), this head with the sqrt rule 6.481 and 6.503,
+    with the linear rule 6.400 and 6.405 (its teachers: 6.338 and 6.385). Stage 2 uses the
+    linear rule."""
     from empirical.subsample import _factor, _pick
 
     t, w = getattr(thin, "mlm_head", None), getattr(wide, "mlm_head", None)
@@ -415,8 +421,7 @@ def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Con
     if cfg.head == "wide" and names[-1] == all_names[-1]:  # the top block was imitated
         head = transfer_head(thin, wide, connectors, names[-1])
         if head == "own":
-            head = transfer_mlm_head(thin, wide, connectors, names[-1], seed + 3,
-                                     cfg.subsample_rescale)
+            head = transfer_mlm_head(thin, wide, connectors, names[-1], seed + 3)
     diff = merge_error(thin, connectors, task.forward, to_device(task.sample_batch(), ctx.device))
     n_pairs = len(connectors.pairs)
     merge(thin, connectors)
