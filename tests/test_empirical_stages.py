@@ -210,3 +210,23 @@ def test_mlm_head_from_a_wider_teacher_reads_the_mapped_input(rescale, factor):
     torch.testing.assert_close(thin.mlm_head[3].weight, wide.mlm_head[3].weight[:, picked]
                                * factor)
     assert torch.equal(thin.mlm_head[3].bias, wide.mlm_head[3].bias)
+
+
+def test_bert_head_measurement_quick_mode(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from empirical_helpers import TEST_CACHE
+
+    monkeypatch.setenv("GOWIDE_CACHE", TEST_CACHE)
+    path = Path(__file__).parent.parent / "scripts" / "measure_bert_head.py"
+    spec = importlib.util.spec_from_file_location("measure_bert_head", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "head.json").read_text())
+    assert [rows[k]["head"] for k in ("own-0", "wide_sqrt-0", "wide_linear-0")] == [
+        "own", "wide-subsampled", "wide-subsampled"]
+    assert rows["wide_sqrt-0"]["mlm_loss"] != rows["wide_linear-0"]["mlm_loss"]
+    assert rows["own-0"]["teacher_mlm_loss"] == rows["wide_linear-0"]["teacher_mlm_loss"]
