@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from empirical.capture import FeatureCapture, InputOverride, block_names
+from empirical.capture import FeatureCapture, InputOverride, block_names, unwrap
 from empirical.config import ImitateConfig, SupervisedConfig
 from empirical.connectors import Connectors, merge, merge_error
 from empirical.flops import ComputeLedger, count_flops
@@ -107,6 +107,25 @@ def relative_error(student: torch.Tensor, target: torch.Tensor, feature_dim: int
     dims = [d for d in range(z.ndim) if d != feature_dim % z.ndim]
     centred = z - z.mean(dim=dims, keepdim=True)  # each feature minus its own mean
     return float(((s - z) ** 2).sum() / (centred ** 2).sum().clamp_min(1e-12))
+
+
+def error_floor(target: torch.Tensor, rank: int, feature_dim: int = 1) -> float:
+    """The least :func:`relative_error` any ``rank``-dimensional representation mapped
+    linearly into the target's space can reach: the share of the target's per-feature-centred
+    variance outside its top ``rank`` principal components,
+    ``1 − Σ_{i ≤ rank} λ_i / Σ_i λ_i`` with ``λ`` the eigenvalues of the ``C × C`` feature
+    covariance (features along ``feature_dim``, every other dimension a sample). A thin block
+    of width ``c`` imitating a wide one of width ``C > c`` through ``P`` cannot go below it
+    (it can reach it only if it also produces the target's feature means); 0 when
+    ``rank ≥ C``."""
+    z = target.float().movedim(feature_dim, -1)
+    z = z.reshape(-1, z.shape[-1])  # (samples, C)
+    if rank >= z.shape[1]:
+        return 0.0
+    z = z - z.mean(dim=0, keepdim=True)
+    eig = torch.linalg.eigvalsh((z.T @ z).double())  # ascending, (C,)
+    total = float(eig.sum())
+    return float(eig[: z.shape[1] - rank].sum() / total) if total > 0 else 0.0
 
 
 def _predecessors(model: nn.Module) -> dict[str, str | None]:
@@ -191,6 +210,23 @@ def block_errors(thin, wide, connectors, task, ctx, names, inputs: str, size: in
         mapped, z = imitation_forward(thin, wide, connectors, task, batch, names, inputs, ctx,
                                       target=target)
     return {b: relative_error(mapped[b], z[b], thin.feature_dim) for b in names}
+
+
+@torch.no_grad()
+def error_floors(thin, wide, connectors, task, ctx, names, target: str = "post",
+                 size: int = 256) -> dict:
+    """:func:`error_floor` of every block with a linear pair (thin width below the wide one)
+    on the validation batch of :func:`block_errors`: the relative error its width allows."""
+    batch = to_device(task.sample_batch(size), ctx.device)
+    pre = [b for b in names if connectors.pair(b) is not None] if target == "pre" else []
+    post = [b for b in names if connectors.pair(b) is not None] if target == "post" else []
+    if not pre and not post:
+        return {}
+    z = teacher_outputs(wide, task, batch, post, ctx, stop_after=(pre or post)[-1],
+                        pre_names=pre)
+    widths = unwrap(thin).block_widths()
+    return {b: error_floor(z[f"{b}:pre" if pre else b], widths[b], thin.feature_dim)
+            for b in pre or post}
 
 
 @torch.no_grad()
@@ -414,6 +450,9 @@ def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Con
                                  target=cfg.target)
               for mode in ("thin", "teacher")}
     extra = {}
+    if connectors.pairs:  # the floor a narrower interface leaves (thin-mode targets)
+        extra["block_error_floors"] = error_floors(thin, wide, connectors, task, ctx, names,
+                                                   cfg.target)
     if cfg.target == "pre":  # what the next block reads: the output after the activation
         extra["post_activation_block_errors"] = {
             "thin": block_errors(thin, wide, connectors, task, ctx, names, "thin")}

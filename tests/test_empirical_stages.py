@@ -230,3 +230,34 @@ def test_bert_head_measurement_quick_mode(tmp_path, monkeypatch):
         "own", "wide-subsampled", "wide-subsampled"]
     assert rows["wide_sqrt-0"]["mlm_loss"] != rows["wide_linear-0"]["mlm_loss"]
     assert rows["own-0"]["teacher_mlm_loss"] == rows["wide_linear-0"]["teacher_mlm_loss"]
+
+
+def test_error_floor_is_the_variance_outside_the_top_components():
+    from empirical.stages import error_floor
+
+    g = torch.Generator().manual_seed(0)
+    # independent features with variances 4, 2, 1, 0.5 (channels along dim 1): the best
+    # 2-dimensional representation leaves (1 + 0.5) / 7.5 = 0.2 of the variance
+    scales = torch.tensor([2.0, 2 ** 0.5, 1.0, 0.5 ** 0.5])
+    z = torch.randn(4000, 4, 3, 3, generator=g) * scales[:, None, None] + 5.0
+    assert error_floor(z, 2, feature_dim=1) == pytest.approx(0.2, abs=0.01)
+    assert error_floor(z, 4, feature_dim=1) == 0.0
+    assert error_floor(z, 3, feature_dim=1) == pytest.approx(0.5 / 7.5, abs=0.01)
+    # the principal-component reconstruction reaches it exactly
+    flat = z.movedim(1, -1).reshape(-1, 4)
+    centred = flat - flat.mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    recon = centred @ vh[:2].T @ vh[:2] + flat.mean(0)
+    s = recon.reshape(4000, 3, 3, 4).movedim(-1, 1)
+    assert relative_error(s, z, 1) == pytest.approx(error_floor(z, 2, 1), rel=1e-3)
+
+
+@pytest.mark.parametrize("target", ["post", "pre"])
+def test_no_block_beats_the_floor_of_its_width(target):
+    record, _, thin = _stage2(["model.widen_interfaces=true"], steps_per_block=10,
+                              target=target)
+    floors = record["block_error_floors"]
+    assert set(floors) == set(thin.block_names())  # every interface is narrower
+    for b, floor in floors.items():
+        assert 0.0 < floor < 1.0
+        assert record["block_errors"]["thin"][b] >= floor - 1e-5, b
