@@ -130,7 +130,9 @@ class ImitateConfig:
     steps: int = 200  # simultaneous: total steps
     lower_blocks: str = "frozen"  # progressive: frozen | trainable
     inputs: str = "thin"  # thin (the thin net's own lower blocks) | teacher (teacher-forced)
-    target: str = "post"  # pre (block output before its final ReLU) | post (after it)
+    # pre (block output before its final ReLU) | post (after it); post stays the default:
+    # pre lowered block errors but not validation accuracy where measured (README)
+    target: str = "post"
     normalize: bool = False  # MSE divided by the wide output's per-feature variance
     init: str = "random"  # random | subsample (mean-field warm start before imitation)
     subsample_rescale: str = "sqrt"  # sqrt | linear (see subsample.py)
