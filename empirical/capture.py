@@ -73,6 +73,13 @@ def resolve_block(model: nn.Module, name: str) -> nn.Module:
         ) from None
 
 
+def pre_activation_module(block: nn.Module) -> nn.Module | None:
+    """The block's final activation (a direct submodule named ``final_act``), if it has one:
+    its input is the block's pre-activation output."""
+    act = getattr(block, "final_act", None)
+    return act if isinstance(act, nn.Module) else None
+
+
 def first_tensor(output):
     """The tensor a block passes on: the output itself, or the first element of a tuple."""
     if isinstance(output, torch.Tensor):
@@ -103,11 +110,14 @@ class FeatureCapture(_HookSet):
 
     ``detach=True`` stores detached outputs (for a teacher). ``stop_after`` ends the forward pass
     right after that block has run (the rest of the model is not evaluated); the exception used
-    for it is caught by :meth:`run`.
+    for it is caught by :meth:`run`. ``pre_activation=True`` records, for a block that ends
+    with a ``final_act`` submodule (the ResNet blocks' last ReLU), the input of that
+    activation instead of the block's output; a block without one (a post-LN transformer
+    layer, whose output is a layer norm's) gives its output either way.
     """
 
     def __init__(self, model: nn.Module, names: Iterable[str], detach: bool = False,
-                 stop_after: str | None = None):
+                 stop_after: str | None = None, pre_activation: bool = False):
         self.model = model
         self.names = list(names)
         self.detach = detach
@@ -118,14 +128,25 @@ class FeatureCapture(_HookSet):
         self._modules = {name: resolve_block(model, name) for name in self.names}
         if stop_after is not None and stop_after not in self._modules:
             self._modules[stop_after] = resolve_block(model, stop_after)
+        self._acts = {name: pre_activation_module(self._modules[name]) for name in self.names}
+        if not pre_activation:
+            self._acts = {}
+        self._acts = {name: m for name, m in self._acts.items() if m is not None}
+
+    def _store(self, name: str, t: torch.Tensor) -> None:
+        self.outputs[name] = t.detach() if self.detach else t
 
     def _hook(self, name: str) -> Callable:
         def hook(module, args, output):
-            if name in self.names:
-                t = first_tensor(output)
-                self.outputs[name] = t.detach() if self.detach else t
+            if name in self.names and name not in self._acts:
+                self._store(name, first_tensor(output))
             if name == self.stop_after:
                 raise _StopForward
+        return hook
+
+    def _act_hook(self, name: str) -> Callable:
+        def hook(module, args, output):
+            self._store(name, first_tensor(args))
         return hook
 
     def __enter__(self):
@@ -133,6 +154,8 @@ class FeatureCapture(_HookSet):
         self.outputs = {}
         for name, module in self._modules.items():
             self._handles.append(module.register_forward_hook(self._hook(name)))
+        for name, act in self._acts.items():
+            self._handles.append(act.register_forward_hook(self._act_hook(name)))
         return self
 
     def run(self, fn: Callable, *args, **kwargs):

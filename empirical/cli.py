@@ -6,6 +6,7 @@
     torchrun --nproc_per_node 2 -m gowide.cli empirical run ...   # several processes
     gowide empirical methods                 # the list of methods
     gowide empirical compare --task resnet --preset small --seeds 3 --out results/empirical/resnet
+    gowide empirical compare --task resnet --preset regime --seeds 5 --jobs 2 --pilot --out DIR
 
 Results go to ``DIR/result.json`` (metrics, per-stage losses, per-block imitation errors,
 compute, config, seed, versions, device); ``compare`` writes ``DIR/compare.json``,
@@ -78,6 +79,7 @@ def _compare(args) -> int:
     try:
         summary = run_compare(args.task, args.preset, list(range(args.seeds)), args.out,
                               methods=methods, overrides=overrides, progress=not args.quiet,
+                              jobs=args.jobs, pilot=args.pilot,
                               keep_checkpoints=args.keep_checkpoints, **fields)
     except Diverged as exc:
         print(f"gowide: {exc}", file=sys.stderr)
@@ -140,6 +142,12 @@ def register(subparsers) -> None:
     cmp_p.add_argument("--methods", default=None,
                        help="comma-separated subset of methods (default: all)")
     _common(cmp_p)
+    cmp_p.add_argument("--jobs", type=positive_int, default=1,
+                       help="seeds run at once, each in a one-thread process (needs "
+                            "--threads 1 or the preset's threads = 1; default 1)")
+    cmp_p.add_argument("--pilot", action="store_true",
+                       help="run seed 0 first and stop after it when a gate fails "
+                            "(teacher margin, scratch converged, block errors)")
     cmp_p.add_argument("--keep-checkpoints", action="store_true",
                        help="keep stage checkpoints and the shared-stage cache")
     cmp_p.set_defaults(func=_compare)

@@ -44,6 +44,19 @@ from meanfield.stats import mean_interval
 
 MARGINS = {"accuracy": 0.01, "perplexity": 0.05}
 
+# Gates (issue 13): the conditions under which a comparison can test the claims at all,
+# fixed here before any run. teacher_margin: the wide teacher beats the thin net trained from
+# scratch on validation by at least this (accuracy: points as a fraction; text: masked-LM
+# nats); scratch_converged: every seed's scratch run met its convergence rule
+# (train.convergence) and, where scratch_2x ran, doubling scratch's steps changed validation
+# by less than "doubling" (0.3 accuracy point, the issue's; for text 0.01 masked-LM nats, a
+# choice of this package); block_error: every block's thin-mode relative error after stage 2
+# of ours is at most this, on every seed. A gate that fails leaves every claim unjudged
+# (held = null, the gate named); a gate that cannot be checked (a method missing, no
+# validation during training) is reported as not checked and judges nothing.
+GATES = {"teacher_margin": {"resnet": 0.01, "bert": 0.1},
+         "doubling": {"resnet": 0.003, "bert": 0.01}, "block_error": 0.05}
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -80,6 +93,23 @@ def metric_values(result: dict) -> dict[str, float]:
     return {"test_accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"]}
 
 
+def _gate_facts(result: dict) -> dict:
+    """What the gates read from one run: its validation score in the teacher-margin gate's
+    units (higher is better), the convergence verdict of its last training stage, and the
+    largest thin-mode block error after stage 2."""
+    m = result["metrics"]
+    score = (-m["mlm"]["val"]["mlm_loss"] if result["task"] == "bert"
+             else m["val"]["accuracy"])
+    verdicts = [v.get("converged") for n, v in (result.get("convergence") or {}).items()
+                if n != "downstream"]
+    errors = ((result.get("imitation_block_errors") or {}).get("thin") or {}).values()
+    stage2 = next((r for r in result.get("stages", {}).values() if "block_errors" in r), {})
+    floors = (stage2.get("block_error_floors") or {}).values()
+    return {"val_score": score, "converged": verdicts[-1] if verdicts else None,
+            "max_block_error": max(errors) if errors else None,
+            "max_block_error_floor": max(floors) if floors else None}
+
+
 def improvement(ours: float, base: float, kind: str) -> float:
     return ours - base if kind == "accuracy" else (base - ours) / base
 
@@ -112,38 +142,92 @@ def _finished(run_dir: Path, cfg) -> dict | None:
     return result if same == want else None
 
 
+def _run_seed(task: str, preset: str, seed: int, methods: list[str], out: Path,
+              overrides: list[str], fields: dict, progress: bool,
+              keep_checkpoints: bool) -> dict[tuple[str, int], dict]:
+    """Every method on one seed, in order (they share its stage cache); finished runs are
+    read back, not run again."""
+    results = {}
+    for m in methods:
+        cfg = build_config(task, m, preset, overrides, seed=seed, **fields)
+        run_dir = _run_dir(out, m, seed)
+        result = _finished(run_dir, cfg)
+        if result is None:
+            result = run(cfg, run_dir, resume=True, progress=progress, preset=preset,
+                         cache_dir=out / "cache" / f"seed{seed}")
+            if not keep_checkpoints:
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        results[(m, seed)] = result
+    if not keep_checkpoints:
+        shutil.rmtree(out / "cache" / f"seed{seed}", ignore_errors=True)
+    return results
+
+
+def _seed_job(args) -> dict:
+    """One seed in a worker process of ``--jobs`` (one torch thread, no progress bars)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return _run_seed(*args)
+
+
 def run_compare(task: str, preset: str, seeds: list[int], out: str | Path,
                 methods: list[str] | None = None, overrides: list[str] = (),
-                progress: bool = True, keep_checkpoints: bool = False, **fields) -> dict:
-    """Run every method on every seed (skipping finished runs) and write the comparison."""
+                progress: bool = True, keep_checkpoints: bool = False, jobs: int = 1,
+                pilot: bool = False, **fields) -> dict:
+    """Run every method on every seed (skipping finished runs) and write the comparison.
+
+    ``jobs`` > 1 runs that many seeds at once, each in its own one-thread process (the
+    methods of one seed stay in one process, which trains their shared stages once).
+    ``pilot``: run the first seed alone, check the gates (:func:`check_gates`) on it, and stop
+    there, writing the comparison of that seed, when one fails."""
     start = time.perf_counter()
     out = Path(out)
     methods = methods or list(METHODS)
     # Build every configuration first, so a bad flag fails before anything runs.
     configs = {(m, s): build_config(task, m, preset, overrides, seed=s, **fields)
                for s in seeds for m in methods}
+    if jobs > 1 and any(c.threads != 1 for c in configs.values()):
+        raise UsageError("--jobs > 1 runs one-thread processes: set --threads 1 "
+                         "(or threads = 1 in the preset)")
     results: dict[tuple[str, int], dict] = {}
-    bar = tqdm(total=len(configs), desc=f"compare {task}", disable=not progress)
-    for s in seeds:
-        for m in methods:
-            cfg = configs[(m, s)]
-            run_dir = _run_dir(out, m, s)
-            bar.set_postfix_str(f"{m} seed {s}")
-            result = _finished(run_dir, cfg)
-            if result is None:
-                result = run(cfg, run_dir, resume=True, progress=progress, preset=preset,
-                             cache_dir=out / "cache" / f"seed{s}")
-                if not keep_checkpoints:
-                    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-            results[(m, s)] = result
+    bar = tqdm(total=len(seeds), desc=f"compare {task} (seeds)", disable=not progress)
+    todo = list(seeds)
+    stopped = None
+    if pilot:
+        first = todo.pop(0)
+        results |= _run_seed(task, preset, first, methods, out, list(overrides), fields,
+                             progress, keep_checkpoints)
+        bar.update()
+        pilot_summary = summarise(task, preset, [first], methods, results)
+        if pilot_summary["gates_failed"]:
+            stopped = (f"stopped after the pilot seed {first}: gate failed: "
+                       f"{', '.join(pilot_summary['gates_failed'])}")
+            todo = []
+    if jobs > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        work = [(task, preset, s, methods, out, list(overrides), fields, False,
+                 keep_checkpoints) for s in todo]
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for done in pool.map(_seed_job, work):
+                results |= done
+                bar.update()
+    else:
+        for s in todo:
+            results |= _run_seed(task, preset, s, methods, out, list(overrides), fields,
+                                 progress, keep_checkpoints)
             bar.update()
-        if not keep_checkpoints:
-            shutil.rmtree(out / "cache" / f"seed{s}", ignore_errors=True)
     bar.close()
     if not keep_checkpoints:
         shutil.rmtree(out / "cache", ignore_errors=True)
-    summary = summarise(task, preset, seeds, methods, results)
+    ran = sorted({s for _, s in results})
+    summary = summarise(task, preset, ran, methods, results)
     summary["wall_s"] = time.perf_counter() - start
+    summary["jobs"] = jobs
+    if stopped:
+        summary["stopped"] = stopped
     write_outputs(summary, out)
     return summary
 
@@ -169,7 +253,8 @@ def summarise(task: str, preset: str, seeds: list[int], methods: list[str],
                          "train_wall_s": c.get("train_wall_s"),
                          "teacher_wall_s": c.get("teacher_wall_s"),
                          "steps_matched": (c.get("matched_to") or {}).get("steps"),
-                         "params": r["params"].get(r["final_model"])})
+                         "params": r["params"].get(r["final_model"]),
+                         "gate_facts": _gate_facts(r)})
         names = rows[0]["metrics"].keys()
         per_method[m] = {
             "description": METHODS[m].description,
@@ -181,19 +266,91 @@ def summarise(task: str, preset: str, seeds: list[int], methods: list[str],
                                   "train_wall_s", "teacher_wall_s")},
             "params": rows[0]["params"],
         }
+    gate_rows = check_gates(task, per_method)
+    failed = [g["gate"] for g in gate_rows if g["passed"] is False]
     claims = []
     for cid, statement, base, rule in CLAIMS[task]:
         for metric in METRICS[task]:
-            claims.append(_claim(cid, statement, base, rule, metric, per_method, seeds))
+            claim = _claim(cid, statement, base, rule, metric, per_method, seeds)
+            if failed:
+                note = f"gate failed: {', '.join(failed)}"
+                claim |= {"held": None,
+                          "note": "; ".join(n for n in (note, claim.get("note")) if n)}
+            claims.append(claim)
     first = results[(methods[0], seeds[0])]
     config = dict(first["config"])
     config.pop("method")
     config.pop("seed")
     return {"task": task, "preset": preset, "seeds": list(seeds), "methods": per_method,
-            "claims": claims, "margins": MARGINS,
+            "claims": claims, "margins": MARGINS, "gates": gate_rows, "gates_failed": failed,
             "metrics": [m.__dict__ for m in METRICS[task]],
             "config": config, "data": first["data"],
             "provenance": first["provenance"]}
+
+
+def check_gates(task: str, per_method: dict) -> list[dict]:
+    """The gates of :data:`GATES` on the per-seed rows of :func:`summarise`: each with its
+    threshold, the measured value (and per seed), and ``passed`` (True, False, or None when
+    it cannot be checked, with the reason)."""
+    def facts(method):
+        rows = per_method.get(method, {}).get("per_seed", [])
+        return {r["seed"]: r.get("gate_facts") or {} for r in rows}
+
+    rows = []
+    teacher, scratch, ours = facts("teacher"), facts("scratch"), facts("ours")
+    threshold = GATES["teacher_margin"][task]
+    unit = "masked-LM nats" if task == "bert" else "validation accuracy"
+    row = {"gate": "teacher_margin", "statement": f"teacher beats scratch by >= {threshold:g} "
+           f"({unit}, mean over seeds)", "threshold": threshold}
+    common = sorted(set(teacher) & set(scratch))
+    if not common:
+        rows.append(row | {"measured": None, "passed": None,
+                           "note": "needs methods teacher and scratch"})
+    else:
+        margins = [teacher[s]["val_score"] - scratch[s]["val_score"] for s in common]
+        measured = sum(margins) / len(margins)
+        rows.append(row | {"measured": measured, "per_seed": margins,
+                           "passed": bool(measured >= threshold)})
+    threshold = GATES["doubling"][task]
+    row = {"gate": "scratch_converged", "statement": "every seed's scratch run met its "
+           "convergence rule (train.convergence), and twice its steps (scratch_2x) change "
+           f"validation by less than {threshold:g} (mean over seeds), where measured",
+           "threshold": threshold}
+    verdicts = [f.get("converged") for f in scratch.values()]
+    doubled = facts("scratch_2x")
+    common = sorted(set(doubled) & set(scratch))
+    checks, evidence = [], {}
+    if verdicts and all(v is not None for v in verdicts):
+        checks.append(all(verdicts))
+        evidence["rule_per_seed"] = verdicts
+    if common:
+        changes = [doubled[s]["val_score"] - scratch[s]["val_score"] for s in common]
+        change = sum(changes) / len(changes)
+        checks.append(abs(change) < threshold)
+        evidence |= {"doubling_change": change, "doubling_per_seed": changes}
+    if not checks:
+        rows.append(row | {"measured": None, "passed": None,
+                           "note": "needs method scratch with validation during training "
+                                   "(scratch.eval_every > 0), or methods scratch and "
+                                   "scratch_2x"})
+    else:
+        measured = (evidence["doubling_change"] if common  # else: the share converged
+                    else sum(verdicts) / len(verdicts))
+        rows.append(row | {"measured": measured, **evidence, "passed": all(checks)})
+    threshold = GATES["block_error"]
+    row = {"gate": "block_error", "statement": f"every block's thin-mode relative error after "
+           f"stage 2 of ours <= {threshold:g}", "threshold": threshold}
+    errors = [f.get("max_block_error") for f in ours.values()]
+    if not errors or any(e is None for e in errors):
+        rows.append(row | {"measured": None, "passed": None,
+                           "note": "needs method ours with its block errors"})
+    else:
+        floors = [f.get("max_block_error_floor") for f in ours.values()]
+        extra = ({"floor_per_seed": floors, "note": "largest error floor of a narrower "
+                  "interface (stages.error_floor) per seed"} if any(floors) else {})
+        rows.append(row | {"measured": max(errors), "per_seed": errors, **extra,
+                           "passed": bool(max(errors) <= threshold)})
+    return rows
 
 
 def _claim(cid, statement, base, rule, metric: Metric, per_method: dict, seeds) -> dict:
@@ -253,6 +410,21 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {c['claim']} {c['statement']} (vs `{c['baseline']}`) | {c['metric']} "
                      f"| {c['measured']:+.4f} {interval} | {c['wins']} of {n} | {rule} | "
                      f"{held} |")
+    gates = summary.get("gates") or []
+    if gates:
+        lines += ["", "| gate | measured | passed |", "|---|---|---|"]
+        for g in gates:
+            value = "–" if g["measured"] is None else f"{g['measured']:.4g}"
+            if g.get("floor_per_seed"):
+                value += f" (floor of the narrower widths: {max(g['floor_per_seed']):.3g})"
+            passed = {True: "yes", False: "**no**", None: f"not checked ({g.get('note')})"}[
+                g["passed"]]
+            lines.append(f"| {g['gate']}: {g['statement']} | {value} | {passed} |")
+        if summary.get("gates_failed"):
+            lines += ["", f"A gate failed ({', '.join(summary['gates_failed'])}): the claims "
+                      "of this comparison are not judged."]
+    if summary.get("stopped"):
+        lines += ["", f"The comparison {summary['stopped']}."]
     lines += ["", "Improvement: ours − baseline for accuracies, (baseline − ours) / baseline for "
               "perplexities; paired by seed. FLOPs counted with FlopCounterMode (matrix "
               "products, convolutions, attention), the wide teacher's training included for "

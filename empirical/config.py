@@ -1,10 +1,12 @@
 """Run configuration: small dataclasses per component and per stage, read from TOML presets
-(``configs/tiny.toml``, ``configs/small.toml``) and overridden from the command line with
-``--set section.key=value`` (the value is parsed as TOML: ``--set imitate.normalize=true``).
+(``configs/tiny.toml``, ``small.toml``, ``full.toml``, ``regime.toml``) and overridden from
+the command line with ``--set section.key=value`` (the value is parsed as TOML:
+``--set imitate.normalize=true``).
 
 A preset file holds one table per task (``[resnet]``, ``[bert]``) with sub-tables named like
-the fields of :class:`RunConfig`. Unknown keys, wrong types and values out of range raise
-:class:`~gowide.errors.UsageError` with a one-line message naming the key.
+the fields of :class:`RunConfig` (a preset may hold one task only: ``regime`` is ResNet's).
+Unknown keys, wrong types and values out of range raise :class:`~gowide.errors.UsageError`
+with a one-line message naming the key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gowide.errors import UsageError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("resnet", "bert")
+BASELINES = ("scratch", "deeper")  # baselines with their own training tables
 SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT)
 
 
@@ -67,7 +70,16 @@ class DataConfig:
 @dataclass
 class SupervisedConfig:
     """A stage that trains on labels (stage 1, stage 3, baselines, downstream fine-tuning).
-    ``kd_weight`` > 0 mixes in output-level distillation from the wide model (stage 3)."""
+    ``kd_weight`` > 0 mixes in output-level distillation from the wide model (stage 3).
+
+    Validation and selection: with ``eval_every`` > 0 the model is evaluated on the validation
+    split (held out of the training data with ``data.split_seed``) every ``eval_every`` steps
+    and at the last step; with ``select = "best"`` the stage ends with the weights of the best
+    evaluation (the test split is never looked at during training). The convergence rule,
+    recorded per stage: *converged* when the best validation metric of the last ``patience``
+    evaluations does not beat the best one before them by more than ``min_delta``;
+    ``early_stop`` ends the stage as soon as that holds, otherwise ``steps`` is always run
+    (it is the cap)."""
 
     steps: int = 200
     batch_size: int = 64
@@ -77,6 +89,11 @@ class SupervisedConfig:
     kd_weight: float = 0.0  # loss = (1 - w) * labels + w * KD
     temperature: float = 4.0
     log_every: int = 10
+    eval_every: int = 0  # steps between validation evaluations; 0: none during training
+    select: str = "best"  # best (weights of the best evaluation) | last; needs eval_every > 0
+    patience: int = 5  # K of the convergence rule, in evaluations
+    min_delta: float = 0.0  # improvement that counts, in the metric's units (accuracy, nats)
+    early_stop: bool = False  # stop as soon as the convergence rule holds
 
     def validate(self, where: str):
         _check_positive(f"{where}.steps", self.steps)
@@ -84,22 +101,38 @@ class SupervisedConfig:
         _check_positive(f"{where}.lr", self.lr)
         _check_positive(f"{where}.temperature", self.temperature)
         _check_positive(f"{where}.log_every", self.log_every)
+        _check_positive(f"{where}.patience", self.patience)
         _check_non_negative(f"{where}.weight_decay", self.weight_decay)
+        _check_non_negative(f"{where}.eval_every", self.eval_every)
+        _check_non_negative(f"{where}.min_delta", self.min_delta)
+        _check_choice(f"{where}.select", self.select, ("best", "last"))
         if not 0.0 <= self.kd_weight <= 1.0:
             raise UsageError(f"{where}.kd_weight must lie in [0, 1], got {self.kd_weight}")
         if not 0.0 <= self.warmup < 1.0:
             raise UsageError(f"{where}.warmup must lie in [0, 1), got {self.warmup}")
+        if self.early_stop and not self.eval_every:
+            raise UsageError(f"{where}.early_stop needs {where}.eval_every > 0")
 
 
 @dataclass
 class ImitateConfig:
-    """Stage 2, layerwise imitation of the wide model's block outputs."""
+    """Stage 2, layerwise imitation of the wide model's block outputs.
+
+    Per block (progressive schedule): a fresh AdamW with ``warmup``·``steps_per_block`` steps
+    of linear warm-up, then cosine decay over ``steps_per_block`` (the cap). With
+    ``check_every`` > 0 the block's thin-mode relative error is measured on a fixed
+    validation batch every ``check_every`` steps, and the block stops early once it is at most
+    ``stop_error`` (when > 0), or once it has not fallen by more than the fraction
+    ``stop_min_delta`` of its best value over ``stop_patience`` checks (when > 0)."""
 
     schedule: str = "progressive"  # progressive (bottom to top) | simultaneous
-    steps_per_block: int = 50  # progressive: K steps per block
+    steps_per_block: int = 50  # progressive: K steps per block (the cap with a stopping rule)
     steps: int = 200  # simultaneous: total steps
     lower_blocks: str = "frozen"  # progressive: frozen | trainable
     inputs: str = "thin"  # thin (the thin net's own lower blocks) | teacher (teacher-forced)
+    # pre (block output before its final ReLU) | post (after it); post stays the default:
+    # pre lowered block errors but not validation accuracy where measured (README)
+    target: str = "post"
     normalize: bool = False  # MSE divided by the wide output's per-feature variance
     init: str = "random"  # random | subsample (mean-field warm start before imitation)
     subsample_rescale: str = "sqrt"  # sqrt | linear (see subsample.py)
@@ -108,18 +141,35 @@ class ImitateConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
+    warmup: float = 0.0  # fraction of each block's steps of linear warm-up
+    check_every: int = 0  # steps between checks of the block's error; 0: no stopping rule
+    stop_error: float = 0.0  # stop a block at this thin-mode relative error; 0: no target
+    stop_patience: int = 0  # stop a block whose error stopped falling for this many checks
+    stop_min_delta: float = 0.01  # a fall smaller than this fraction of the best is no fall
+    bn_recalibration: int = 20  # batches to re-estimate BatchNorm statistics afterwards; 0: off
     log_every: int = 10
 
     def validate(self, where: str = "imitate"):
         _check_choice(f"{where}.schedule", self.schedule, ("progressive", "simultaneous"))
         _check_choice(f"{where}.lower_blocks", self.lower_blocks, ("frozen", "trainable"))
         _check_choice(f"{where}.inputs", self.inputs, ("thin", "teacher"))
+        _check_choice(f"{where}.target", self.target, ("pre", "post"))
         _check_choice(f"{where}.init", self.init, ("random", "subsample"))
         _check_choice(f"{where}.head", self.head, ("wide", "own"))
         _check_choice(f"{where}.subsample_rescale", self.subsample_rescale, ("sqrt", "linear"))
         for name in ("steps_per_block", "steps", "batch_size", "lr", "log_every"):
             _check_positive(f"{where}.{name}", getattr(self, name))
-        _check_non_negative(f"{where}.weight_decay", self.weight_decay)
+        for name in ("weight_decay", "check_every", "stop_error", "stop_patience",
+                     "stop_min_delta", "bn_recalibration"):
+            _check_non_negative(f"{where}.{name}", getattr(self, name))
+        if not 0.0 <= self.warmup < 1.0:
+            raise UsageError(f"{where}.warmup must lie in [0, 1), got {self.warmup}")
+        if not self.stop_min_delta < 1.0:
+            raise UsageError(f"{where}.stop_min_delta must lie in [0, 1), got "
+                             f"{self.stop_min_delta}")
+        if (self.stop_error or self.stop_patience) and not self.check_every:
+            raise UsageError(f"{where}.stop_error and {where}.stop_patience need "
+                             f"{where}.check_every > 0")
 
 
 @dataclass
@@ -138,6 +188,12 @@ class RunConfig:
     imitate: ImitateConfig = field(default_factory=ImitateConfig)
     finetune: SupervisedConfig = field(default_factory=SupervisedConfig)
     downstream: SupervisedConfig = field(default_factory=SupervisedConfig)
+    # The baselines trained from scratch: any key of a supervised stage, over finetune's
+    # (kd_weight is always 0). Without a ``steps`` key, ``scratch`` trains for the thin
+    # steps of ``ours`` (stage 2's cap + stage 3); ``deeper`` reads finetune's, then
+    # scratch's, then its own keys.
+    scratch: dict = field(default_factory=dict)
+    deeper: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.validate()
@@ -155,7 +211,25 @@ class RunConfig:
         self.imitate.validate("imitate")
         self.finetune.validate("finetune")
         self.downstream.validate("downstream")
+        for name in BASELINES:
+            self.baseline(name)
         _check_model(self)
+
+    def baseline(self, name: str, steps: int | None = None) -> SupervisedConfig:
+        """The training settings of baseline ``name`` (scratch | deeper): finetune's, then the
+        baseline tables' (see the fields above), ``steps`` where no table sets it, and no
+        distillation."""
+        tables = ("scratch",) if name == "scratch" else ("scratch", "deeper")
+        cfg = self.finetune
+        for where in tables:
+            table = getattr(self, where)
+            checked = from_dict(SupervisedConfig, table, where)  # unknown keys, types
+            cfg = dataclasses.replace(cfg, **{k: getattr(checked, k) for k in table})
+        if steps is not None and not any("steps" in getattr(self, w) for w in tables):
+            cfg = dataclasses.replace(cfg, steps=steps)
+        cfg = dataclasses.replace(cfg, kd_weight=0.0)
+        cfg.validate(name)
+        return cfg
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -294,6 +368,10 @@ def build_config(task: str, method: str, preset: str = "tiny",
     """Preset table of ``task``, then ``overrides`` (``a.b=value``), then ``fields``."""
     _check_choice("task", task, TASKS)
     doc = load_preset(preset)
+    others = [t for t in TASKS if t in doc]
+    if task not in doc and others:
+        raise UsageError(f"preset {preset!r} has no [{task}] table (it is a preset for "
+                         f"{', '.join(others)})")
     table = doc.get(task, {})
     if not isinstance(table, dict):
         raise UsageError(f"preset {preset!r}: [{task}] must be a table")

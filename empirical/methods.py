@@ -12,15 +12,21 @@ of the method they are compared with:
 ``ours_teacher_forced`` stage 2 with teacher-forced block inputs
 ``subsample_init``     wide → mean-field warm start by subsampling → fine-tune (no imitation)
 ``teacher``            the wide model itself (stage 1 only)
-``scratch``            the thin model trained on labels for as many steps as ``ours`` trains
-                       the thin model (stage 2's + stage 3's steps)
+``scratch``            the thin model trained on labels with its own settings and budget
+                       (the ``[scratch]`` table over ``[finetune]``; without ``steps`` there,
+                       as many steps as ``ours`` trains the thin model: stage 2's cap +
+                       stage 3's steps)
+``scratch_2x``         ``scratch`` with twice its steps: does doubling them change validation?
 ``scratch_long``       the thin model trained on labels with the training FLOPs of ``ours``,
-                       the wide teacher's included (steps = that budget / FLOPs of a step)
+                       the wide teacher's included (steps = that budget / FLOPs of a step;
+                       the other settings are ``scratch``'s): the compute-matched baseline
 ``deeper``             a deeper thin model (``deeper_depth`` blocks per stage or layers, and
-                       ``deeper_width_mult``) trained on labels for ``scratch``'s steps
-``kd``                 wide → thin trained on labels + KD from a random start (Hinton)
+                       ``deeper_width_mult``) trained on labels with its own settings
+                       (``[deeper]`` over ``[scratch]`` over ``[finetune]``)
+``kd``                 wide → thin trained on labels + KD from a random start (Hinton), for
+                       the thin steps of ``ours`` (stage 2's cap + stage 3's steps)
 ``fitnets``            wide → one hint at the middle block, every block below it trainable
-                       (FitNets stage 1) → labels + KD (FitNets stage 2)
+                       (FitNets stage 1, stage 2's steps) → labels + KD (FitNets stage 2)
 =====================  =====================================================================
 
 For the ``bert`` task each method's final model is then fine-tuned on the downstream
@@ -106,9 +112,15 @@ def _thin_steps(c: RunConfig, n_blocks: int) -> int:
     return _progressive_steps(c, n_blocks) + c.finetune.steps
 
 
-def _scratch(c: RunConfig, role: str = "thin", steps: int | None = None) -> Stage:
-    cfg = replace(c.finetune, kd_weight=0.0, steps=steps or c.finetune.steps)
-    return Stage("scratch", "finetune", role, cfg)
+def _scratch(c: RunConfig, role: str = "thin", steps: int | None = None,
+             table: str = "scratch") -> Stage:
+    """A baseline trained on labels from a fresh start, with the settings of its table
+    (``RunConfig.baseline``); ``steps`` unless the table sets its own."""
+    return Stage("scratch", "finetune", role, c.baseline(table, steps))
+
+
+def _doubled(stage: Stage) -> Stage:
+    return replace(stage, config=replace(stage.config, steps=2 * stage.config.steps))
 
 
 def _ours(c: RunConfig, n: int) -> list[Stage]:
@@ -138,16 +150,21 @@ METHODS: dict[str, Method] = {m.name: m for m in [
                                                 teacher="wide"),
                          _finetune(c)]),
     Method("teacher", "the wide model", lambda c, n: [_wide(c)], final_role="wide"),
-    Method("scratch", "thin from scratch, the thin steps of ours (stage 2 + stage 3)",
-           lambda c, n: [_scratch(c, steps=_thin_steps(c, n))]),
+    Method("scratch", "thin from scratch, its own budget ([scratch]; default: the thin steps "
+           "of ours)", lambda c, n: [_scratch(c, steps=_thin_steps(c, n))]),
+    Method("scratch_2x", "scratch with twice its steps (the doubling check of the "
+           "scratch_converged gate)",
+           lambda c, n: [_doubled(_scratch(c, steps=_thin_steps(c, n)))]),
     # Its steps are set in run() from the counted FLOPs of ours (see matched_steps).
     Method("scratch_long", "thin from scratch, the training FLOPs of ours with its teacher",
            lambda c, n: [_scratch(c, steps=_thin_steps(c, n))]),
-    Method("deeper", "deeper (or larger) model from scratch, scratch's steps",
-           lambda c, n: [_scratch(c, role="deeper", steps=_thin_steps(c, n))],
+    Method("deeper", "deeper (or larger) model from scratch, its own budget ([deeper]; "
+           "default: scratch's)", lambda c, n: [_scratch(c, role="deeper", table="deeper",
+                                                         steps=_thin_steps(c, n))],
            final_role="deeper"),
-    Method("kd", "output-level distillation from the wide model (Hinton)",
-           lambda c, n: [_wide(c), _kd(c)]),
+    Method("kd", "output-level distillation from the wide model (Hinton), the thin steps of "
+           "ours", lambda c, n: [_wide(c), replace(_kd(c), config=replace(
+               c.finetune, steps=_thin_steps(c, n)))]),
     Method("fitnets", "FitNets: one middle hint, then KD", _fitnets),
 ]}
 
@@ -184,10 +201,17 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Sections of the configuration that only stages read: each stage carries its own settings,
+# so they enter a cache key through the stages that use them.
+STAGE_TABLES = ("wide", "imitate", "finetune", "downstream", "scratch", "deeper")
+
+
 def _prefix_key(key: dict, stages: list[Stage], final_role: str) -> str:
-    """A hash of what determines the state after ``stages``: the configuration (without the
-    method's name) and the stages themselves."""
-    text = json.dumps({k: v for k, v in key.items() if k != "method"}, sort_keys=True)
+    """A hash of what determines the state after ``stages``: the configuration without the
+    method's name and without the per-stage tables, and the stages themselves (each with its
+    own settings). A sweep over stage 2's or stage 3's settings thus reuses the teacher."""
+    shared = {k: v for k, v in key.items() if k != "method" and k not in STAGE_TABLES}
+    text = json.dumps(shared, sort_keys=True)
     if any(s.name == "downstream" for s in stages):  # it starts from the final model
         text += "\n" + final_role
     text += "\n" + "\n".join(repr(s) for s in stages)
@@ -195,10 +219,13 @@ def _prefix_key(key: dict, stages: list[Stage], final_role: str) -> str:
 
 
 def _one_step(c: RunConfig) -> RunConfig:
-    """``c`` with every stage cut to one step (one per block in stage 2)."""
-    one = {"steps": 1}
+    """``c`` with every stage cut to one step (one per block in stage 2), without
+    evaluations, stopping rules or BatchNorm recalibration (FLOP counting only)."""
+    one = {"steps": 1, "eval_every": 0, "early_stop": False}
     return replace(c, wide=replace(c.wide, **one), finetune=replace(c.finetune, **one),
-                   imitate=replace(c.imitate, steps=1, steps_per_block=1))
+                   scratch=c.scratch | one, deeper=c.deeper | one,
+                   imitate=replace(c.imitate, steps=1, steps_per_block=1, check_every=0,
+                                   stop_error=0.0, stop_patience=0, bn_recalibration=0))
 
 
 def ours_flops(cfg: RunConfig, task, ctx, names: list[str]) -> tuple[int, list[dict]]:
@@ -354,7 +381,8 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     matched = None
     if method.name == "scratch_long":
         matched = matched_steps(cfg, task, ctx, names)
-        stages[0] = _scratch(cfg, steps=matched["steps"])
+        stages[0] = replace(_scratch(cfg), config=replace(_scratch(cfg).config,
+                                                           steps=matched["steps"]))
     if ctx.is_main:
         # A result file is only ever the one of the run that completed last in this directory.
         (out / "result.json").unlink(missing_ok=True)
@@ -417,6 +445,8 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
         "metrics": metrics,
         "stages": records,
         "imitation_block_errors": imitation["block_errors"] if imitation else None,
+        # per training stage: the convergence rule and its verdict (train.convergence)
+        "convergence": {n: r["convergence"] for n, r in records.items() if "convergence" in r},
         "compute": {
             "train_flops": state.ledger.total(exclude=("downstream",)),
             "teacher_flops": state.ledger.by_stage().get("wide", 0),

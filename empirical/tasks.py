@@ -53,6 +53,9 @@ def kd_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> t
 
 class Task:
     name = ""
+    # The validation metric that selects checkpoints and decides convergence: (key of
+    # ``evaluate``'s result, "max" when higher is better or "min").
+    monitor: tuple[str, str] = ("accuracy", "max")
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -150,6 +153,7 @@ class BertTask(Task):
     """Masked-LM pretraining; ``downstream_task()`` gives the classification view."""
 
     name = "bert"
+    monitor = ("mlm_loss", "min")
 
     def __init__(self, cfg: RunConfig, data=None):
         super().__init__(cfg)
@@ -229,6 +233,7 @@ class ClassificationTask(BertTask):
     """Rotten Tomatoes fresh/rotten classification with the ``cls`` head."""
 
     name = "bert-cls"
+    monitor = ("accuracy", "max")
 
     def train_batches(self, batch_size, generator, rank=0, world=1):
         ids, y = self.data.cls_ids_train, self.data.cls_y_train

@@ -7,6 +7,8 @@ optimizers, the supervised loop, divergence checks and atomic checkpoints.
   GPU). With BatchNorm on GPU the model is converted to ``SyncBatchNorm``; on CPU (where
   SyncBatchNorm does not run) batch statistics are per process, so only normalisation-free
   or GroupNorm/LayerNorm models match a single process exactly.
+* Validation: with ``eval_every`` > 0 the supervised loop evaluates the validation split,
+  keeps the best weights and records the convergence rule (:func:`convergence`).
 * Divergence: a non-finite loss stops the run with :class:`Diverged`, naming stage and
   step; checkpoints are written only after a stage completes, so the last good one stays.
 * Checkpoints: written to a temporary file and renamed into place, with a SHA-256 of their
@@ -78,7 +80,7 @@ class Context:
 
     def mean_across(self, value: torch.Tensor) -> float:
         """The mean of a scalar over processes (one all-reduce), as a float."""
-        value = value.detach().float().reshape(1)
+        value = value.detach().to(torch.float64).reshape(1)  # exact for float32 values
         if self.distributed:
             dist.all_reduce(value)
             value = value / self.world
@@ -180,9 +182,40 @@ class LossLog:
         return self.curve[-1]["loss"] if self.curve else None
 
 
+def convergence(evaluations: list[dict], metric: str, mode: str, patience: int,
+                min_delta: float) -> dict:
+    """The convergence rule on a list of evaluations (``{"step", metric: value}``, in order):
+    *converged* when the best value of the last ``patience`` evaluations does not beat the
+    best value before them by more than ``min_delta`` (``mode`` max: higher is better, min:
+    lower is better). Fewer than ``patience + 1`` evaluations are not evidence either way:
+    ``converged`` is then False. Returns the verdict with its evidence."""
+    sign = 1.0 if mode == "max" else -1.0
+    beyond = "above" if sign > 0 else "below"
+    rule = (f"best val {metric} of the last {patience} evaluations not {beyond} the best "
+            f"before them by more than {min_delta:g}")
+    out = {"rule": rule, "metric": metric, "mode": mode, "patience": patience,
+           "min_delta": min_delta, "evaluations": len(evaluations)}
+    if len(evaluations) <= patience:
+        return out | {"converged": False, "best_before_window": None, "best_in_window": None,
+                      "gain_in_window": None,
+                      "note": f"{len(evaluations)} evaluations, the rule needs {patience + 1}"}
+    values = [sign * e[metric] for e in evaluations]
+    before, window = max(values[:-patience]), max(values[-patience:])
+    gain = window - before  # in the direction of "better"
+    return out | {"converged": bool(gain <= min_delta), "best_before_window": sign * before,
+                  "best_in_window": sign * window, "gain_in_window": gain}
+
+
 def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, ctx: Context, stage: str,
                      seed: int, ledger: ComputeLedger, teacher: nn.Module | None = None) -> dict:
-    """Train ``model`` on the task's labels (and KD from ``teacher`` if ``cfg.kd_weight`` > 0)."""
+    """Train ``model`` on the task's labels (and KD from ``teacher`` if ``cfg.kd_weight`` > 0).
+
+    With ``cfg.eval_every`` > 0 the validation split is evaluated every ``eval_every`` steps
+    and at the last step; the best weights by the task's monitored metric
+    (``task.monitor``) are kept in memory and restored at the end when ``cfg.select`` is
+    ``best``; the convergence rule of :func:`convergence` is recorded, and ends the stage
+    early with ``cfg.early_stop``. Under several processes every process evaluates, and the
+    mean of their values decides, so all of them stop and select alike."""
     start = time.perf_counter()
     model.train()
     use_kd = teacher is not None and cfg.kd_weight > 0
@@ -195,8 +228,14 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, ctx: Context
                                  ctx.rank, ctx.world)
     log = LossLog(cfg.log_every)
     w = cfg.kd_weight
+    metric, mode = task.monitor
+    evaluations: list[dict] = []
+    best = None  # (value, step, weights)
+    flops_per_step, steps_run = 0, 0
+    verdict = None
 
-    for step in tqdm(range(cfg.steps), desc=stage, disable=ctx.quiet_bars, leave=False):
+    bar = tqdm(range(cfg.steps), desc=stage, disable=ctx.quiet_bars, leave=False)
+    for step in bar:
         batch = to_device(next(batches), ctx.device)
 
         def one_step(batch=batch):
@@ -213,8 +252,7 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, ctx: Context
             return loss
 
         if step == 0:
-            loss, flops = count_flops(one_step)
-            ledger.add(stage, "train", flops * ctx.world, cfg.steps)
+            loss, flops_per_step = count_flops(one_step)
         else:
             loss = one_step()
         value = ctx.mean_across(loss)
@@ -222,8 +260,35 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, ctx: Context
         opt.step()
         sched.step()
         log.add(step, value)
-    return {"steps": cfg.steps, "final_loss": log.last(), "loss_curve": log.curve,
-            "kd": use_kd, "wall_s": time.perf_counter() - start}
+        steps_run = step + 1
+        if cfg.eval_every and (steps_run % cfg.eval_every == 0 or steps_run == cfg.steps):
+            scores = task.evaluate(model, "val", ctx.device)
+            scores = {k: ctx.mean_across(torch.tensor(float(v), dtype=torch.float64))
+                      for k, v in scores.items()}
+            evaluations.append({"step": steps_run} | scores)
+            better = (best is None or (scores[metric] > best[0] if mode == "max"
+                                       else scores[metric] < best[0]))
+            if better:
+                weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best = (scores[metric], steps_run, weights)
+            bar.set_postfix_str(f"val {metric} {scores[metric]:.4f}")
+            verdict = convergence(evaluations, metric, mode, cfg.patience, cfg.min_delta)
+            if cfg.early_stop and verdict["converged"]:
+                break
+    ledger.add(stage, "train", flops_per_step * ctx.world, steps_run)
+    record = {"steps": steps_run, "steps_cap": cfg.steps, "final_loss": log.last(),
+              "loss_curve": log.curve, "kd": use_kd}
+    if cfg.eval_every:
+        selected = best[1] if cfg.select == "best" else steps_run
+        if cfg.select == "best" and best[1] != steps_run:
+            model.load_state_dict(best[2])
+        record |= {"evaluations": evaluations, "select": cfg.select, "selected_step": selected,
+                   "selected": next(e for e in evaluations if e["step"] == selected),
+                   "convergence": verdict | {"stopped_early": steps_run < cfg.steps}}
+    else:
+        record["convergence"] = {"converged": None,
+                                 "rule": "none: no validation during training (eval_every = 0)"}
+    return record | {"wall_s": time.perf_counter() - start}
 
 
 CHECKSUM_KEY = "tensor_sha256"

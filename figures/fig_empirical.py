@@ -25,7 +25,8 @@ PALETTE = {
     "ours": "#d62728", "ours_no_ft": "#ff9896", "ours_simultaneous": "#e377c2",
     "ours_labels_only": "#8c564b", "ours_teacher_forced": "#c49c94",
     "subsample_init": "#9467bd", "teacher": "#7f7f7f", "scratch": "#1f77b4",
-    "scratch_long": "#17becf", "deeper": "#2ca02c", "kd": "#ff7f0e", "fitnets": "#bcbd22",
+    "scratch_long": "#17becf", "scratch_2x": "#aec7e8", "deeper": "#2ca02c", "kd": "#ff7f0e",
+    "fitnets": "#bcbd22",
 }
 LABEL_LOSS_METHODS = ("ours", "scratch", "scratch_long", "deeper", "kd")
 
@@ -101,7 +102,8 @@ def draw_blocks(summary: dict, runs: dict, out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_ylabel("relative imitation error ‖Ph − z‖² / ‖z − z̄‖²")
     ax.set_title(f"{summary['task']}: per-block error after stage 2 (thin inputs)", fontsize=9)
-    ax.legend(fontsize=7)
+    if drawn:
+        ax.legend(fontsize=7)
     return save(fig, out_dir, f"empirical_{summary['task']}_blocks")
 
 

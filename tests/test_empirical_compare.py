@@ -130,3 +130,115 @@ def test_compare_bad_input_is_one_line(tmp_path, capsys, bad):
     err = capsys.readouterr().err.strip()
     assert err and "\n" not in err and "Traceback" not in err
     assert not out.exists()
+
+
+def _gated(task="resnet", teacher=(0.95, 0.96), scratch=(0.93, 0.94), converged=(True, True),
+           errors=(0.03, 0.04)):
+    table = {"ours": [0.95, 0.96], "scratch": list(scratch), "deeper": [0.9, 0.9],
+             "kd": [0.9, 0.91], "teacher": list(teacher)}
+    results = _results(task, table)
+    for s in (0, 1):
+        results[("scratch", s)]["convergence"] = {"scratch": {"converged": converged[s]}}
+        results[("ours", s)]["imitation_block_errors"] = {
+            "thin": {"stem": errors[s] / 2, "blocks.0": errors[s]}}
+    return summarise(task, "x", [0, 1], list(table), results)
+
+
+def test_gates_pass_and_the_claims_are_judged():
+    s = _gated()
+    gates = {g["gate"]: g for g in s["gates"]}
+    assert gates["teacher_margin"]["measured"] == pytest.approx(0.02)
+    assert gates["teacher_margin"]["per_seed"] == pytest.approx([0.02, 0.02])
+    assert gates["scratch_converged"]["passed"] is True
+    assert gates["block_error"]["measured"] == pytest.approx(0.04)
+    assert all(g["passed"] is True for g in s["gates"]) and s["gates_failed"] == []
+    assert all(c["held"] is not None for c in s["claims"])
+
+
+@pytest.mark.parametrize("change,gate", [
+    (dict(teacher=(0.935, 0.945)), "teacher_margin"),  # +0.005 < 0.01
+    (dict(converged=(True, False)), "scratch_converged"),
+    (dict(errors=(0.03, 0.06)), "block_error"),
+])
+def test_a_failed_gate_leaves_every_claim_unjudged(change, gate):
+    s = _gated(**change)
+    assert s["gates_failed"] == [gate]
+    for c in s["claims"]:
+        assert c["held"] is None and c["note"] == f"gate failed: {gate}"
+        assert c["measured"] is not None  # the numbers are still reported
+    assert f"A gate failed ({gate})" in markdown(s)
+
+
+def test_gates_that_cannot_be_checked_judge_nothing():
+    table = {"ours": [0.9, 0.91], "scratch": [0.85, 0.86]}
+    s = summarise("resnet", "x", [0, 1], list(table), _results("resnet", table))
+    assert [g["passed"] for g in s["gates"]] == [None, None, None]
+    assert "needs methods teacher and scratch" in s["gates"][0]["note"]
+    assert s["gates_failed"] == [] and {c["claim"]: c["held"] for c in s["claims"]}["C1"]
+    assert "not checked" in markdown(s)
+
+
+def test_bert_teacher_margin_is_in_nats():
+    s = _gated("bert", teacher=(0.8, 0.8), scratch=(0.7, 0.7))
+    g = next(g for g in s["gates"] if g["gate"] == "teacher_margin")
+    # _fake_result: mlm_loss = log(100 (1.5 - acc))
+    assert g["measured"] == pytest.approx(math.log(80) - math.log(70))
+    assert g["threshold"] == 0.1 and g["passed"] is True
+
+
+def test_pilot_seed_stops_the_comparison_when_a_gate_fails(tmp_path):
+    out = tmp_path / "cmp"
+    argv = ["empirical", "compare", "--task", "resnet", "--seeds", "2", "--out", str(out),
+            "--methods", "ours,teacher", "--quiet", "--device", "cpu", "--pilot"]
+    for item in FAST_RESNET:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["seeds"] == [0] and "block_error" in summary["stopped"]
+    assert "stopped after the pilot seed 0" in (out / "compare.md").read_text()
+    for claim in summary["claims"]:
+        assert claim["held"] is None and claim["note"].startswith("gate failed: ")
+    assert not (out / "runs" / "ours" / "seed1").exists()
+    block = next(g for g in summary["gates"] if g["gate"] == "block_error")
+    assert block["passed"] is False and block["measured"] > 0.05  # 4 steps per block
+
+
+def test_parallel_jobs_give_the_numbers_of_one_process(tmp_path):
+    common = ["empirical", "compare", "--task", "resnet", "--seeds", "2", "--methods",
+              "scratch", "--quiet", "--device", "cpu"]
+    for item in FAST_RESNET:
+        common += ["--set", item]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    assert main(common + ["--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    one, two = (json.loads((tmp_path / d / "compare.json").read_text()) for d in ("one", "two"))
+    assert two["jobs"] == 2
+    assert [r["metrics"] for r in one["methods"]["scratch"]["per_seed"]] == [
+        r["metrics"] for r in two["methods"]["scratch"]["per_seed"]]
+
+
+def test_jobs_need_one_thread_per_process(tmp_path, capsys):
+    code = main(["empirical", "compare", "--task", "resnet", "--out", str(tmp_path / "o"),
+                 "--jobs", "2", "--threads", "0", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--jobs > 1 runs one-thread processes" in err
+
+
+@pytest.mark.parametrize("doubled,passed", [((0.932, 0.942), True),   # +0.2 point
+                                            ((0.936, 0.946), False),  # +0.6 point
+                                            ((0.925, 0.935), False)])  # −0.5 point
+def test_doubling_scratch_steps_is_the_convergence_check_where_it_ran(doubled, passed):
+    table = {"ours": [0.95, 0.96], "scratch": [0.93, 0.94], "scratch_2x": list(doubled),
+             "teacher": [0.95, 0.96]}
+    results = _results("resnet", table)  # no convergence records: the doubling alone decides
+    s = summarise("resnet", "x", [0, 1], list(table), results)
+    gate = next(g for g in s["gates"] if g["gate"] == "scratch_converged")
+    assert gate["doubling_change"] == pytest.approx(sum(doubled) / 2 - 0.935)
+    assert gate["passed"] is passed and ("rule_per_seed" not in gate)
+    assert ("scratch_converged" in s["gates_failed"]) is not passed
+
+
+def test_scratch_2x_trains_twice_the_steps_of_scratch(tmp_path):
+    extra = ["scratch.steps=12"]
+    r = run(fast_config("resnet", "scratch_2x", extra=extra), tmp_path, progress=False)
+    assert r["stages"]["scratch"]["steps"] == 24

@@ -4,6 +4,7 @@ import pytest
 
 from empirical.config import build_config, parse_override
 from gowide.cli import main
+from gowide.errors import UsageError
 
 
 def test_presets_load_for_both_tasks():
@@ -32,6 +33,42 @@ def test_the_deeper_baselines_have_the_stated_sizes():
         assert 2.8 <= body(fam["deeper"]) / body(fam["thin"]) <= 3.5
 
 
+def test_regime_preset_is_the_paper_regime_at_small_scale():
+    from empirical.methods import METHODS
+    from empirical.models.resnet import ResNet, ResNetConfig
+
+    cfg = build_config("resnet", "ours", "regime")
+    thin = ResNet(ResNetConfig(**cfg.model))
+    wide = ResNet(ResNetConfig(**(cfg.model | {"width_mult": cfg.wide_mult})))
+    n_params = [sum(p.numel() for p in m.parameters()) for m in (thin, wide)]
+    assert n_params == [17_462, 272_186]  # ResNet-20-like at base width 4; 4x, interfaces too
+    assert cfg.data.dataset == "fashion" and cfg.threads == 1
+    for stage in (cfg.wide, cfg.finetune, cfg.baseline("scratch"), cfg.baseline("deeper")):
+        assert stage.eval_every > 0 and stage.select == "best"
+    scratch = cfg.baseline("scratch")  # its own budget: ~20 epochs, converged in the pilot
+    assert scratch.steps * scratch.batch_size / 55_000 > 19 and scratch.steps > cfg.finetune.steps
+    assert cfg.imitate.stop_error == 0.05 and cfg.imitate.check_every > 0
+    n = len(thin.block_names())
+    kd = METHODS["kd"].stages(cfg, n)[-1].config
+    assert kd.steps == cfg.imitate.steps_per_block * n + cfg.finetune.steps
+    with pytest.raises(UsageError, match=r"preset 'regime' has no \[bert\] table"):
+        build_config("bert", "ours", "regime")
+
+
+def test_baseline_tables_over_finetune():
+    cfg = build_config("resnet", "scratch", "tiny", ["finetune.lr=0.01", "finetune.eval_every=7",
+                                                     "scratch.steps=900", "scratch.lr=0.02",
+                                                     "deeper.batch_size=16"])
+    scratch, deeper = cfg.baseline("scratch", steps=50), cfg.baseline("deeper", steps=50)
+    assert (scratch.steps, scratch.lr, scratch.eval_every, scratch.kd_weight) == (
+        900, 0.02, 7, 0.0)  # its own steps win over the default budget; no distillation
+    # deeper: scratch's keys, then its own
+    assert (deeper.steps, deeper.lr, deeper.batch_size) == (900, 0.02, 16)
+    plain = build_config("resnet", "scratch", "tiny")
+    assert plain.baseline("scratch", steps=50).steps == 50  # no table: the budget given
+    assert plain.baseline("deeper").steps == plain.finetune.steps
+
+
 def test_overrides_are_parsed_as_toml():
     cfg = build_config("resnet", "ours", "tiny", ["imitate.normalize=true",
                                                   "imitate.blocks=['blocks.0']",
@@ -54,6 +91,18 @@ BAD = [
     (["--set", "model.depth=3"], "unexpected keyword argument 'depth'"),
     (["--set", "imitate.blocks=['blocks.7']", "--set", "wide.steps=1",
       "--set", "model.blocks_per_stage=1"], "imitate.blocks: 'blocks.7' is not a block"),
+    (["--set", "scratch.stepz=10"], "unknown config key 'scratch.stepz'"),
+    (["--set", "scratch.steps=-4"], "scratch.steps must be positive"),
+    (["--set", "deeper.lr=fast"], "deeper.lr: expected float"),
+    (["--set", "scratch=3"], "scratch: expected a table"),
+    (["--set", "imitate.target=middle"], "imitate.target must be one of pre, post"),
+    (["--set", "imitate.stop_error=0.05"], "need imitate.check_every > 0"),
+    (["--set", "imitate.warmup=1.5"], "imitate.warmup must lie in [0, 1)"),
+    (["--set", "imitate.stop_min_delta=1.0"], "imitate.stop_min_delta must lie in [0, 1)"),
+    (["--set", "imitate.stop_patience=-1"], "imitate.stop_patience must be a finite number"),
+    (["--set", "finetune.early_stop=true"], "finetune.early_stop needs finetune.eval_every > 0"),
+    (["--set", "wide.select=worst"], "wide.select must be one of best, last"),
+    (["--set", "wide.patience=0"], "wide.patience must be positive"),
 ]
 
 

@@ -60,3 +60,30 @@ def test_bert_trains_under_two_processes(tmp_path):
     assert set(r["stages"]) == {"wide", "imitate", "finetune", "downstream"}
     assert all(torch.isfinite(torch.tensor(s["final_loss"])) for n, s in r["stages"].items()
                if n != "imitate")
+
+
+def test_two_processes_take_the_same_selection_and_stopping_decisions(tmp_path):
+    """Validation, early stopping and stage 2's stopping rule decide on the mean over the
+    processes, so both stop alike (no process waits forever in a collective) and the result
+    matches one process."""
+    rules = ["--set", "finetune.eval_every=3", "--set", "finetune.patience=1",
+             "--set", "finetune.early_stop=true", "--set", "imitate.check_every=1",
+             "--set", "imitate.stop_patience=1", "--set", "imitate.stop_min_delta=0.5",
+             "--set", "imitate.steps_per_block=6"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, "-m", "gowide.cli", *ARGS, *rules, "--out", str(one)], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          "-m", "gowide.cli", *ARGS, *rules, "--out", str(two)], tmp_path)
+    r1 = json.loads((one / "result.json").read_text())
+    r2 = json.loads((two / "result.json").read_text())
+    for r in (r1, r2):  # the rules did act
+        assert any(p["stopped"] == "plateau" for p in r["stages"]["imitate"]["phases"])
+        assert r["stages"]["finetune"]["evaluations"]
+    steps = [[p["steps"] for p in r["stages"]["imitate"]["phases"]] for r in (r1, r2)]
+    assert steps[0] == steps[1]
+    assert r1["stages"]["finetune"]["steps"] == r2["stages"]["finetune"]["steps"]
+    assert r1["stages"]["finetune"]["selected_step"] == r2["stages"]["finetune"]["selected_step"]
+    a = torch.load(one / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(two / "model.pt", weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)

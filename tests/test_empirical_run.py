@@ -126,6 +126,37 @@ def test_baselines_run(tmp_path, method):
         assert r["final_model"] == "wide"
 
 
+def test_students_of_kd_and_fitnets_train_as_many_steps_as_ours(tmp_path):
+    cfg = fast_config("resnet", "ours")
+    n = 4  # stem and 3 blocks
+    ours = [s.config.steps_per_block * n if s.kind == "imitate" else s.config.steps
+            for s in METHODS["ours"].stages(cfg, n)[1:]]
+    for name in ("kd", "fitnets"):
+        stages = METHODS[name].stages(fast_config("resnet", name), n)[1:]
+        steps = [s.config.steps_per_block if s.kind == "imitate" else s.config.steps
+                 for s in stages]
+        assert sum(steps) == sum(ours) == 4 * 4 + 20, name
+    r = run(fast_config("resnet", "kd"), tmp_path, progress=False)
+    assert r["stages"]["finetune"]["steps"] == 36 and r["stages"]["finetune"]["kd"] is True
+
+
+def test_baselines_get_their_own_budgets_and_record_convergence(tmp_path):
+    extra = ["scratch.steps=30", "scratch.eval_every=10", "scratch.patience=1",
+             "deeper.steps=12", "model.blocks_per_stage=1"]
+    r = run(fast_config("resnet", "scratch", extra=extra), tmp_path / "s", progress=False)
+    stage = r["stages"]["scratch"]
+    assert stage["steps"] == 30 and [e["step"] for e in stage["evaluations"]] == [10, 20, 30]
+    assert r["convergence"]["scratch"]["converged"] in (True, False)
+    assert r["convergence"]["scratch"]["evaluations"] == 3
+    best = max(e["accuracy"] for e in stage["evaluations"])
+    assert stage["selected"]["accuracy"] == best == r["metrics"]["val"]["accuracy"]
+    d = run(fast_config("resnet", "deeper", extra=extra), tmp_path / "d", progress=False)
+    assert d["stages"]["scratch"]["steps"] == 12 and len(d["stages"]["scratch"]["evaluations"]) == 2
+    # scratch_long keeps the compute-matched budget, with scratch's other settings
+    long = METHODS["scratch_long"].stages(fast_config("resnet", "scratch_long", extra=extra), 4)
+    assert long[0].config.eval_every == 10
+
+
 def test_subsample_warm_start_before_imitation(tmp_path):
     r = run(fast_config("resnet", "ours", extra=["imitate.init=subsample"]), tmp_path,
             progress=False)
@@ -157,9 +188,23 @@ def test_bert_ours_end_to_end(tmp_path, monkeypatch):
     r = json.loads((out / "result.json").read_text())
     assert set(r["stages"]) == {"wide", "imitate", "finetune", "downstream"}
     assert r["stages"]["imitate"]["linear_pairs"] == 3
+    assert r["stages"]["imitate"]["head"] == "wide-subsampled"  # masked-LM head from the teacher
     assert r["stages"]["imitate"]["merge_max_abs_diff"] < 1e-4
     assert r["params"]["thin"] == r["params"]["thin_architecture"]
     assert 0.0 <= r["metrics"]["downstream"]["test"]["accuracy"] <= 1.0
     assert r["metrics"]["mlm"]["val"]["mlm_loss"] > 0
     assert r["data"]["corpus_words"] >= 500_000
     assert list(Path(TEST_CACHE).glob("wordpiece*.json"))
+
+
+def test_a_stage_2_sweep_reuses_the_cached_teacher(tmp_path):
+    cache = tmp_path / "cache"
+    a = run(fast_config("resnet", "ours"), tmp_path / "a", progress=False, cache_dir=cache)
+    b = run(fast_config("resnet", "ours", extra=["imitate.lr=0.02", "finetune.lr=0.01"]),
+            tmp_path / "b", progress=False, cache_dir=cache)
+    assert b["stages"]["wide"].get("cached") is True
+    assert not b["stages"]["imitate"].get("cached") and not b["stages"]["finetune"].get("cached")
+    assert b["stages"]["wide"]["loss_curve"] == a["stages"]["wide"]["loss_curve"]
+    c = run(fast_config("resnet", "ours", extra=["wide.lr=0.01"]), tmp_path / "c",
+            progress=False, cache_dir=cache)
+    assert not c["stages"]["wide"].get("cached")  # another teacher setting: trained again

@@ -102,13 +102,16 @@ class Stem(nn.Module):
         super().__init__()
         self.conv = Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.norm = make_norm(norm, out_channels)
+        self.final_act = nn.ReLU()  # its input is the stem's pre-activation output
 
     def forward(self, x):  # (B, C_in, H, W) -> (B, C, H, W)
-        return torch.relu(self.norm(self.conv(x)))
+        return self.final_act(self.norm(self.conv(x)))
 
 
 class BasicBlock(nn.Module):
-    """relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x)); ``inner`` is conv1's width."""
+    """relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x)); ``inner`` is conv1's width.
+    The last ReLU is the module ``final_act``, so its input, the block's pre-activation
+    output, can be captured (stage 2's ``imitate.target = "pre"``)."""
 
     def __init__(self, in_channels: int, inner: int, out_channels: int, stride: int, norm: str):
         super().__init__()
@@ -123,10 +126,11 @@ class BasicBlock(nn.Module):
             )
         else:
             self.shortcut = nn.Identity()
+        self.final_act = nn.ReLU()
 
-    def forward(self, x):
+    def forward(self, x):  # (B, C_in, H, W) -> (B, C_out, H', W')
         h = torch.relu(self.norm1(self.conv1(x)))
-        return torch.relu(self.norm2(self.conv2(h)) + self.shortcut(x))
+        return self.final_act(self.norm2(self.conv2(h)) + self.shortcut(x))
 
 
 class ResNet(nn.Module):
