@@ -153,6 +153,7 @@ def test_only_names_are_checked():
         parse_only("step_over_matmul,speed")
 
 
+@pytest.mark.slow  # a smoke test of a measurement script; `make slow-test` runs it
 def test_quick_run_writes_every_benchmark(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", GOWIDE_CACHE=TEST_CACHE,

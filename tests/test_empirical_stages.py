@@ -212,6 +212,7 @@ def test_mlm_head_from_a_wider_teacher_reads_the_mapped_input(rescale, factor):
     assert torch.equal(thin.mlm_head[3].bias, wide.mlm_head[3].bias)
 
 
+@pytest.mark.slow  # a smoke test of a measurement script; `make slow-test` runs it
 def test_bert_head_measurement_quick_mode(tmp_path, monkeypatch):
     import importlib.util
     import json
