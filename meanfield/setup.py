@@ -93,15 +93,12 @@ def stream(seed: int, depth: int, name: str, *more: int) -> np.random.Generator:
     return np.random.default_rng([seed, depth, *more, STREAMS[name]])
 
 
-def wide_teacher(cfg, seed: int, depth: int, task: Task | None = None, progress: bool = False,
-                 steps: int | None = None):
+def wide_teacher(cfg, seed: int, depth: int, task: Task | None = None, progress: bool = False):
     """(trained wide net, its training history): width ``cfg.wide_width`` from the shared law,
-    trained by back-propagation for ``steps`` (default ``cfg.wide_steps``) steps of size
-    ``cfg.lr``."""
+    trained by back-propagation for ``cfg.wide_steps`` steps of size ``cfg.lr``."""
     task = make_task(cfg, seed) if task is None else task
     net = init_net(cfg, seed, depth, cfg.wide_width, stream(seed, depth, "wide"))
-    steps = cfg.wide_steps if steps is None else steps
-    tc = TrainConfig(steps=steps, lr=cfg.lr, eval_every=0, seed=seed)
+    tc = TrainConfig(steps=cfg.wide_steps, lr=cfg.lr, eval_every=0, seed=seed)
     return train(net, task.X_train, task.y_train, tc, progress=progress, desc="teacher")
 
 
@@ -109,19 +106,6 @@ def held_out_loss(net: MeanFieldResNet, task: Task, split: str = "test") -> floa
     """(1/2)·MSE on the task's test (or validation) set, the training loss's scale."""
     X, y = (task.X_test, task.y_test) if split == "test" else (task.X_val, task.y_val)
     return 0.5 * float(np.mean((net(X) - y) ** 2))
-
-
-def convergence(step_loss: list, window: float = 0.2, tolerance: float = 0.01) -> dict:
-    """The convergence rule of every trained net here: converged when the training loss fell
-    by less than ``tolerance`` (relative) over the last ``window`` of its steps."""
-    k = max(1, int(len(step_loss) * window))
-    if len(step_loss) <= k:
-        return {"converged": False, "rule": "too few steps", "relative_drop": None}
-    before, after = float(step_loss[-k - 1]), float(step_loss[-1])
-    drop = (before - after) / abs(before) if before else 0.0
-    return {"converged": bool(drop < tolerance), "relative_drop": drop,
-            "rule": f"training loss fell by less than {tolerance:.0%} over the last "
-                    f"{window:.0%} of the steps ({k} steps)"}
 
 
 def rms(a, b) -> float:

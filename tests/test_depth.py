@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from test_cli import _run
 
 from meanfield.depth import NOT_REACHED, DepthConfig, run_depth
 from meanfield.network import RESIDUAL_SCALES
@@ -127,17 +128,6 @@ def test_figure_script_draws_from_saved_results(tiny, tmp_path):
 def test_bad_config_raises(kwargs):
     with pytest.raises(ValueError):
         DepthConfig(**{**TINY, **kwargs}).validate()
-
-
-def _run(argv, capsys):
-    from gowide.cli import main
-
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("argv", [["meanfield", "depth"],

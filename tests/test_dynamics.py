@@ -13,17 +13,15 @@ def _loss(net, X, Y):
     return square_loss(net._forward(X), Y)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "gelu", "identity"])
-def test_autograd_gradient_matches_float64_finite_differences(activation, rng):
-    net = random_net(L=3, N=4, d=3, activation=activation)
-    X = torch.as_tensor(rng.normal(size=(11, 3)))
-    Y = torch.as_tensor(rng.normal(size=11))
+def _check_against_finite_differences(net, X, Y, rng, draws: int) -> None:
+    """Autograd's gradient of the loss against central differences in float64, at ``draws``
+    random coordinates of every parameter tensor."""
     params = [p.requires_grad_(True) for p in net.parameters()]
     grads = torch.autograd.grad(_loss(net, X, Y), params)
     h = 1e-6
     for p, g in zip(params, grads, strict=True):
         flat, gflat = p.data.view(-1), g.view(-1)
-        for k in rng.choice(flat.numel(), size=6, replace=False):
+        for k in rng.choice(flat.numel(), size=draws, replace=False):
             old = flat[k].item()
             flat[k] = old + h
             up = _loss(net, X, Y).item()
@@ -31,6 +29,14 @@ def test_autograd_gradient_matches_float64_finite_differences(activation, rng):
             down = _loss(net, X, Y).item()
             flat[k] = old
             assert gflat[k].item() == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "identity"])
+def test_autograd_gradient_matches_float64_finite_differences(activation, rng):
+    net = random_net(L=3, N=4, d=3, activation=activation)
+    X = torch.as_tensor(rng.normal(size=(11, 3)))
+    Y = torch.as_tensor(rng.normal(size=11))
+    _check_against_finite_differences(net, X, Y, rng, draws=6)
 
 
 def test_one_step_moves_each_particle_by_lr_N_L_gradient(rng):
@@ -130,19 +136,7 @@ def test_gradient_matches_finite_differences_under_every_residual_scale(scale, r
     net = _scaled(random_net(L=4, N=3, d=3, activation="tanh"), scale)
     X = torch.as_tensor(rng.normal(size=(9, 3)))
     Y = torch.as_tensor(rng.normal(size=9))
-    params = [p.requires_grad_(True) for p in net.parameters()]
-    grads = torch.autograd.grad(_loss(net, X, Y), params)
-    h = 1e-6
-    for p, g in zip(params, grads, strict=True):
-        flat, gflat = p.data.view(-1), g.view(-1)
-        for k in rng.choice(flat.numel(), size=5, replace=False):
-            old = flat[k].item()
-            flat[k] = old + h
-            up = _loss(net, X, Y).item()
-            flat[k] = old - h
-            down = _loss(net, X, Y).item()
-            flat[k] = old
-            assert gflat[k].item() == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-9)
+    _check_against_finite_differences(net, X, Y, rng, draws=5)
 
 
 @pytest.mark.parametrize("scale,S", [("1/L", 5 * 4), ("1/sqrt(L)", 5), ("1", 5 / 4)])

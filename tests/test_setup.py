@@ -5,7 +5,7 @@ import torch
 
 from meanfield import clouds
 from meanfield.compare import CompareConfig, _Seed
-from meanfield.setup import convergence, initial_law, stream
+from meanfield.setup import initial_law, stream
 
 SHARED = dict(n_train=64, n_test=64, wide_width=32, wide_steps=5, dim=4)
 
@@ -36,8 +36,3 @@ def test_centred_law_keeps_the_spreads_and_drops_the_means():
     assert np.abs(shared.mu_w).sum() > 0 and np.abs(centred.mu_w).sum() == 0
     assert np.abs(centred.M).sum() == 0 and np.abs(centred.m_a).sum() == 0
 
-
-def test_convergence_rule():
-    assert convergence([1.0] * 50)["converged"]
-    assert not convergence(list(np.linspace(1.0, 0.5, 50)))["converged"]
-    assert not convergence([1.0])["converged"]
