@@ -178,6 +178,10 @@ class RunConfig:
     method: str = "ours"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # auto: bf16 autocast on CUDA, float32 on the CPU; fp32: float32 everywhere (on CUDA with
+    # TF32 off); bf16: bf16 autocast (CUDA only). scripts/gpu_check.py measures what bf16
+    # does to the gradients of the thin ResNet (docs/reliability.md).
+    precision: str = "auto"
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
     model: dict = field(default_factory=dict)  # the thin member's family settings
     wide_mult: float = 4.0  # width multiplier of the wide member (stage 1)
@@ -201,6 +205,10 @@ class RunConfig:
     def validate(self):
         _check_choice("task", self.task, TASKS)
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
+        if self.precision == "bf16" and self.device == "cpu":
+            raise UsageError("precision = \"bf16\" is bf16 autocast on CUDA; on the CPU use "
+                             "\"auto\" or \"fp32\"")
         _check_seed("seed", self.seed)
         _check_positive("wide_mult", self.wide_mult)
         _check_positive("deeper_depth", self.deeper_depth)

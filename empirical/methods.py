@@ -369,7 +369,7 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     out = Path(out)
     method = get_method(cfg.method)
     check_out(out)
-    ctx = setup_context(cfg.device, progress)
+    ctx = setup_context(cfg.device, progress, cfg.precision)
     task = make_task(cfg)
     torch.manual_seed(cfg.seed)
     names, stages = plan(cfg, task, ctx.world)

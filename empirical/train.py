@@ -1,7 +1,8 @@
 """The training machinery shared by every stage: devices and processes, mixed precision,
 optimizers, the supervised loop, divergence checks and atomic checkpoints.
 
-* Devices: CPU by default, CUDA when present (``--device auto``), with bf16 autocast on GPU.
+* Devices: CPU by default, CUDA when present (``--device auto``), with bf16 autocast on GPU
+  unless the configuration's ``precision`` is ``fp32``.
 * Several processes: launched with ``torchrun``; each process takes its share of every
   global batch, and ``DistributedDataParallel`` averages gradients (gloo on CPU, NCCL on
   GPU). With BatchNorm on GPU the model is converted to ``SyncBatchNorm``; on CPU (where
@@ -104,7 +105,8 @@ class Context:
     def describe(self) -> str:
         kind = str(self.device)
         if self.device.type == "cuda":
-            kind = f"{kind} ({torch.cuda.get_device_name(self.device)}, bf16 autocast)"
+            mode = "bf16 autocast" if self.amp else "float32, TF32 off"
+            kind = f"{kind} ({torch.cuda.get_device_name(self.device)}, {mode})"
         return f"{kind} x {self.world} process(es)" if self.distributed else kind
 
 
@@ -113,10 +115,20 @@ def check_device(device: str) -> None:
         raise UsageError("--device cuda was asked for but no CUDA device is available")
 
 
-def setup_context(device: str = "auto", progress: bool = True) -> Context:
-    """Pick the device and, under ``torchrun`` (``WORLD_SIZE`` > 1), join the process group."""
+def setup_context(device: str = "auto", progress: bool = True,
+                  precision: str = "auto") -> Context:
+    """Pick the device and, under ``torchrun`` (``WORLD_SIZE`` > 1), join the process group.
+    ``precision``: auto (bf16 autocast on CUDA, float32 on the CPU), fp32 (float32
+    everywhere; on CUDA with TF32 off, so matrix products and convolutions are true float32)
+    or bf16 (bf16 autocast; CUDA only)."""
     check_device(device)
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if precision == "bf16" and not use_cuda:
+        raise UsageError("precision bf16 (bf16 autocast) needs a CUDA device")
+    amp = use_cuda and precision in ("auto", "bf16")
+    if use_cuda and not amp:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0
     dev = torch.device("cuda" if use_cuda else "cpu")
@@ -128,7 +140,7 @@ def setup_context(device: str = "auto", progress: bool = True) -> Context:
             local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
             dev = torch.device("cuda", local)
-    return Context(dev, rank, world, amp=use_cuda, progress=progress and rank == 0)
+    return Context(dev, rank, world, amp=amp, progress=progress and rank == 0)
 
 
 def prepare_model(model: nn.Module, ctx: Context) -> nn.Module:
