@@ -19,6 +19,11 @@ interval is the 95% Student-t interval across seeds. The margins are fixed here,
 run: one accuracy point, and 5% of perplexity. A claim with fewer than two seeds, or with a
 method missing, is reported with ``held = null``.
 
+For the text task, the unigram baseline of the masked-LM loss (each run's
+``metrics.mlm.unigram``) is reported beside every method's validation masked-LM loss: a
+top-level ``unigram`` entry and, per method, ``vs_unigram`` (whether every seed sits at least
+``UNIGRAM_BAR`` = 0.5 nats below it, the issue's bar for a converged model).
+
 Outputs: ``OUT/compare.json`` (per method: per-seed metrics and compute, mean, std; per claim:
 claim, measured, interval, held), ``OUT/compare.md`` (the tables) and the figures of
 ``figures/fig_empirical.py`` in ``OUT/figures/``.
