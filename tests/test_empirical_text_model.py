@@ -201,3 +201,21 @@ def test_compare_reports_the_unigram_baseline():
     assert s["methods"]["ours"]["vs_unigram"]["nats_below_unigram"] == pytest.approx(0.7)
     text = markdown(s)
     assert "Unigram baseline" in text and "| `scratch` | 5.6500 |" in text
+
+
+def test_ours_end_to_end_with_pre_ln_tied_embeddings_and_the_probe(tmp_path, monkeypatch):
+    from empirical_helpers import TEST_CACHE
+
+    from empirical.methods import run
+
+    monkeypatch.setenv("GOWIDE_CACHE", TEST_CACHE)
+    cfg = fast_config("bert", extra=["model.norm=\"pre\"", "model.tie_embeddings=true",
+                                     "model.cls_head=\"linear\"", "downstream.mode=\"probe\"",
+                                     "finetune.kd_weight=0.5"])
+    r = run(cfg, tmp_path / "run", progress=False)
+    assert r["stages"]["imitate"]["head"] == "own+wide-bias"
+    assert r["stages"]["imitate"]["merge_max_abs_diff"] < 1e-4
+    assert r["stages"]["downstream"]["mode"] == "probe"
+    assert r["compute"]["downstream_flops"] > 0 and r["compute"]["student_flops"] > 0
+    assert r["metrics"]["mlm"]["unigram"]["loss"] > 0
+    assert 0.0 <= r["metrics"]["downstream"]["test"]["accuracy"] <= 1.0
