@@ -19,6 +19,11 @@ interval is the 95% Student-t interval across seeds. The margins are fixed here,
 run: one accuracy point, and 5% of perplexity. A claim with fewer than two seeds, or with a
 method missing, is reported with ``held = null``.
 
+For the text task, the unigram baseline of the masked-LM loss (each run's
+``metrics.mlm.unigram``) is reported beside every method's validation masked-LM loss: a
+top-level ``unigram`` entry and, per method, ``vs_unigram`` (whether every seed sits at least
+``UNIGRAM_BAR`` = 0.5 nats below it, the issue's bar for a converged model).
+
 Outputs: ``OUT/compare.json`` (per method: per-seed metrics and compute, mean, std; per claim:
 claim, measured, interval, held), ``OUT/compare.md`` (the tables) and the figures of
 ``figures/fig_empirical.py`` in ``OUT/figures/``.
@@ -43,6 +48,10 @@ from gowide.errors import UsageError
 from meanfield.stats import mean_interval
 
 MARGINS = {"accuracy": 0.01, "perplexity": 0.05}
+
+# The issue's bar for the text family: a converged masked-LM model's validation loss sits at
+# least this many nats below the unigram baseline's (metrics["mlm"]["unigram"]).
+UNIGRAM_BAR = 0.5
 
 # Gates (issue 13): the conditions under which a comparison can test the claims at all,
 # fixed here before any run. teacher_margin: the wide teacher beats the thin net trained from
@@ -95,6 +104,7 @@ def metric_values(result: dict) -> dict[str, float]:
     m = result["metrics"]
     if result["task"] == "bert":
         return {"mlm_perplexity": math.exp(m["mlm"]["val"]["mlm_loss"]),
+                "mlm_loss": m["mlm"]["val"]["mlm_loss"],
                 "mlm_accuracy": m["mlm"]["val"]["mlm_accuracy"],
                 "downstream_accuracy": m["downstream"]["test"]["accuracy"]}
     return {"test_accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"]}
@@ -293,15 +303,33 @@ def summarise(task: str, preset: str, seeds: list[int], methods: list[str],
                           "note": "; ".join(n for n in (note, claim.get("note")) if n)}
             claims.append(claim)
     first = results[(methods[0], seeds[0])]
+    unigram = (first["metrics"].get("mlm") or {}).get("unigram") if task == "bert" else None
+    if unigram is not None:
+        for rec in per_method.values():
+            rec["vs_unigram"] = _vs_unigram(rec, unigram)
     config = dict(first["config"])
     config.pop("method")
     config.pop("seed")
-    return {"task": task, "preset": preset, "seeds": list(seeds), "methods": per_method,
+    out = {"task": task, "preset": preset, "seeds": list(seeds), "methods": per_method,
             "claims": claims, "margins": MARGINS, "gates": gate_rows, "gates_failed": failed,
             "pilot_gates": pilot_rows,
             "metrics": [m.__dict__ for m in METRICS[task]],
             "config": config, "data": first["data"],
             "provenance": first["provenance"]}
+    if unigram is not None:
+        out["unigram"] = unigram | {"bar_nats": UNIGRAM_BAR}
+    return out
+
+
+def _vs_unigram(rec: dict, unigram: dict) -> dict:
+    """Per method: its mean validation masked-LM loss beside the unigram baseline's, and
+    whether every seed is at least ``UNIGRAM_BAR`` nats below it."""
+    losses = [r["metrics"]["mlm_loss"] for r in rec["per_seed"]]
+    gaps = [unigram["loss"] - v for v in losses]
+    return {"mlm_loss": float(np.mean(losses)), "unigram_loss": unigram["loss"],
+            "nats_below_unigram": float(np.mean(gaps)),
+            "min_nats_below_unigram": float(min(gaps)),
+            "below_bar": bool(min(gaps) >= UNIGRAM_BAR)}
 
 
 def check_gates(task: str, per_method: dict) -> list[dict]:
@@ -441,6 +469,20 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {c['claim']} {c['statement']} (vs `{c['baseline']}`) | {c['metric']} "
                      f"| {c['measured']:+.4f} {interval} | {c['wins']} of {n} | {rule} | "
                      f"{held} |")
+    unigram = summary.get("unigram")
+    if unigram is not None:
+        bar = unigram.get("bar_nats", UNIGRAM_BAR)
+        lines += ["", f"Unigram baseline (training-token frequencies): validation masked-LM "
+                  f"loss {unigram['loss']:.4f} nats, perplexity {unigram['perplexity']:.1f}.",
+                  "", f"| method | val masked-LM loss | nats below unigram (mean, least "
+                  f"seed) | ≥ {bar:g} nats below on every seed |", "|---|---|---|---|"]
+        for name, rec in summary["methods"].items():
+            v = rec.get("vs_unigram")
+            if v is None:
+                continue
+            lines.append(f"| `{name}` | {v['mlm_loss']:.4f} | {v['nats_below_unigram']:+.3f}, "
+                         f"{v['min_nats_below_unigram']:+.3f} | "
+                         f"{'yes' if v['below_bar'] else '**no**'} |")
     gates = summary.get("gates") or []
     pilot = {g["gate"]: g for g in summary.get("pilot_gates") or []}
     if gates:

@@ -115,6 +115,22 @@ class SupervisedConfig:
 
 
 @dataclass
+class DownstreamConfig(SupervisedConfig):
+    """The downstream stage of the ``bert`` task: ``mode = "finetune"`` (the default) trains
+    the whole model with the classification head on labels (the keys of
+    :class:`SupervisedConfig`); ``mode = "probe"`` freezes the encoder and fits a linear probe
+    on its mean-pooled final hidden states, its L2 strength chosen on the validation split
+    (``empirical/probe.py``; needs ``model.cls_head = "linear"``; the training keys are then
+    unused)."""
+
+    mode: str = "finetune"  # finetune | probe
+
+    def validate(self, where: str):
+        super().validate(where)
+        _check_choice(f"{where}.mode", self.mode, ("finetune", "probe"))
+
+
+@dataclass
 class ImitateConfig:
     """Stage 2, layerwise imitation of the wide model's block outputs.
 
@@ -191,7 +207,7 @@ class RunConfig:
     wide: SupervisedConfig = field(default_factory=SupervisedConfig)
     imitate: ImitateConfig = field(default_factory=ImitateConfig)
     finetune: SupervisedConfig = field(default_factory=SupervisedConfig)
-    downstream: SupervisedConfig = field(default_factory=SupervisedConfig)
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
     # The baselines trained from scratch: any key of a supervised stage, over finetune's
     # (kd_weight is always 0). Without a ``steps`` key, ``scratch`` trains for the thin
     # steps of ``ours`` (stage 2's cap + stage 3); ``deeper`` reads finetune's, then
@@ -219,6 +235,10 @@ class RunConfig:
         self.imitate.validate("imitate")
         self.finetune.validate("finetune")
         self.downstream.validate("downstream")
+        if (self.task == "bert" and self.downstream.mode == "probe"
+                and self.model.get("cls_head", "mlp") != "linear"):
+            raise UsageError('downstream.mode = "probe" needs model.cls_head = "linear" '
+                             "(a linear head on the mean-pooled hidden states)")
         for name in BASELINES:
             self.baseline(name)
         _check_model(self)

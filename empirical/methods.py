@@ -30,7 +30,9 @@ of the method they are compared with:
 =====================  =====================================================================
 
 For the ``bert`` task each method's final model is then fine-tuned on the downstream
-classification task (stage ``downstream``), identically for every method.
+classification task, or probed linearly (stage ``downstream``, ``downstream.mode``),
+identically for every method; ``metrics["mlm"]["unigram"]`` of its ``result.json`` holds the
+unigram baseline of the masked-LM loss (:meth:`empirical.tasks.BertTask.unigram_baseline`).
 
 Every input is checked (:func:`plan`) before anything trains or any file is written. A run
 writes ``DIR/checkpoints/<i>-<stage>.pt`` after each stage (atomically), then
@@ -436,7 +438,8 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
                         test=True)
     if cfg.task == "bert":
         metrics = {"downstream": metrics,
-                   "mlm": records[stages[-2].name]["eval"]}
+                   "mlm": records[stages[-2].name]["eval"]
+                   | {"unigram": task.unigram_baseline()}}
     imitation = next((r for s, r in records.items() if "block_errors" in r), None)
     thin_params = count_params(task.build("thin"))
     result = {

@@ -330,7 +330,19 @@ def transfer_mlm_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, 
     1), masked-LM validation loss of ``ours_no_ft``: the thin model's own random head 7.607
     and 7.608 nats (uniform guessing is 7.601), this head with the sqrt rule 6.481 and 6.503,
     with the linear rule 6.400 and 6.405 (its teachers: 6.338 and 6.385). Stage 2 uses the
-    linear rule."""
+    linear rule.
+
+    Pre-LN models (``norm = "pre"``) put a final layer norm between the last block and the
+    head. When the widths are equal it is copied with the head (exact). When they differ it
+    cannot be mapped through ``P`` (a layer norm of ``P h`` is not ``P`` of one of ``h``): the
+    thin model keeps its own final norm, and the head is mapped as above, an approximation;
+    the return value then ends in ``"+own-final-norm"``.
+
+    Tied embeddings (``tie_embeddings``): the head's output weight is the thin model's token
+    embedding matrix, which stage 2 trained as part of the ``embeddings`` block, and it is
+    left alone; a subsampled hidden layer of the wide head would then feed coordinates that
+    do not match it, so the thin head's hidden layer stays its own too, and only the output
+    bias (the wide model's token log-prior) is copied. Returns ``"own+wide-bias"``."""
     from empirical.subsample import _factor, _pick
 
     t, w = getattr(thin, "mlm_head", None), getattr(wide, "mlm_head", None)
@@ -339,6 +351,11 @@ def transfer_mlm_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, 
                and all(isinstance(m, k) for m, k in zip(h, layout, strict=True))
                for h in (t, w)):
         return "own"
+    if thin.config.tie_embeddings or wide.config.tie_embeddings:
+        if w[3].bias.shape != t[3].bias.shape:
+            return "own"
+        t[3].bias.copy_(w[3].bias)
+        return "own+wide-bias"
     pair = connectors.pair(last)
     w1 = w[0].weight if pair is None else w[0].weight @ pair.up  # (H, H) @ (H, c) -> (H, c)
     n_wide, n_thin = w[0].out_features, t[0].out_features
@@ -351,7 +368,13 @@ def transfer_mlm_head(thin: nn.Module, wide: nn.Module, connectors: Connectors, 
     t[2].bias.copy_(w[2].bias[idx])
     t[3].weight.copy_(w[3].weight[:, idx] * _factor(n_wide / n_thin, rescale))  # (V, c)
     t[3].bias.copy_(w[3].bias)
-    return "wide-subsampled"
+    t_norm, w_norm = getattr(thin, "final_norm", None), getattr(wide, "final_norm", None)
+    if t_norm is None or w_norm is None:
+        return "wide-subsampled"
+    if pair is None:
+        t_norm.load_state_dict(w_norm.state_dict())
+        return "wide-subsampled"
+    return "wide-subsampled+own-final-norm"
 
 
 def imitate(thin: nn.Module, wide: nn.Module, task, cfg: ImitateConfig, ctx: Context,
@@ -508,6 +531,10 @@ def run_stage(stage: Stage, state: RunState, task, ctx: Context, seed: int) -> d
     """Run one stage on the models in ``state`` (which must already hold its role)."""
     model = state.models[stage.role]
     teacher = state.models.get(stage.teacher) if stage.teacher else None
+    if stage.kind == "finetune" and getattr(stage.config, "mode", "finetune") == "probe":
+        from empirical.probe import linear_probe
+
+        return linear_probe(model, task, ctx.device, state.ledger, stage.name)
     if stage.kind in ("wide", "finetune"):
         return train_supervised(model, task, stage.config, ctx, stage.name, seed, state.ledger,
                                 teacher=teacher)

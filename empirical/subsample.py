@@ -22,6 +22,11 @@ linear rule, queries are further scaled by ``sqrt(d_wide/d_thin)`` so that the a
 logits keep their scale under the ``1/sqrt(d)`` of scaled dot-product attention (with the
 sqrt rule the logits keep their scale as they are).
 
+BERT with tied embeddings: the masked-LM decoder weight is the token embedding matrix, copied
+(unscaled) with the embeddings; only the decoder bias is copied separately, so the decoder's
+sum over hidden coordinates is not rescaled. Pre-LN: the final layer norm keeps the
+subsampled coordinates of its gain and bias.
+
 Not held here: a subsample that changes the number of blocks or heads.
 """
 
@@ -129,13 +134,21 @@ def subsample_bert(thin: Bert, wide: Bert, seed: int, rescale: str = "sqrt") -> 
         _linear(lt.ffn_out, lw.ffn_out, hid, ffn,
                 _factor(lw.ffn_in.out_features / len(ffn), rescale))
         _copy_norm(lt.norm2, lw.norm2, hid)
+    if thin.final_norm is not None and wide.final_norm is not None:
+        _copy_norm(thin.final_norm, wide.final_norm, hid)
     mt, mw = thin.mlm_head, wide.mlm_head
     _linear(mt[0], mw[0], hid, hid, ratio)
     _copy_norm(mt[2], mw[2], hid)
-    _linear(mt[3], mw[3], None, hid, ratio)
+    if thin.config.tie_embeddings:  # the weight is the token embedding, subsampled above
+        mt[3].bias.copy_(mw[3].bias)
+    else:
+        _linear(mt[3], mw[3], None, hid, ratio)
     ct, cw = thin.cls_head, wide.cls_head
-    _linear(ct[0], cw[0], hid, hid, ratio)
-    _linear(ct[3], cw[3], None, hid, ratio)
+    if isinstance(ct, nn.Linear) and isinstance(cw, nn.Linear):  # mean-pooled linear head
+        _linear(ct, cw, None, hid, ratio)
+    else:
+        _linear(ct[0], cw[0], hid, hid, ratio)
+        _linear(ct[3], cw[3], None, hid, ratio)
 
 
 def subsample_init(thin: nn.Module, wide: nn.Module, seed: int, rescale: str = "sqrt") -> None:

@@ -4,8 +4,13 @@
   MNIST-5k or Fashion-MNIST; metrics: accuracy and cross-entropy on validation and test.
 * ``bert`` — masked-LM pretraining of the BERT-style family (``models/bert.py``) on the
   English corpus of ``data/text.py``; the three stages run on the masked-LM objective, and
-  every final model is then fine-tuned on Rotten Tomatoes fresh/rotten classification (the
-  downstream evaluation); metrics: masked-LM loss and accuracy, downstream accuracy.
+  every final model is then fine-tuned on Rotten Tomatoes fresh/rotten classification, or
+  probed linearly (``downstream.mode``, ``probe.py``): the downstream evaluation; metrics:
+  masked-LM loss and accuracy, downstream accuracy. The masked-LM head runs only at the
+  masked positions (those whose label is not ``IGNORE``): ``forward`` gives (N, vocab)
+  logits for the N masked tokens of the batch, in row-major order, for the loss, the
+  distillation loss and evaluation alike. ``unigram_baseline`` is the reference every
+  masked-LM loss is reported beside.
 
 A batch is a dict of tensors; ``forward(model, batch)`` gives logits, ``loss`` the label
 loss, ``kd_loss`` the output-level distillation loss (Hinton et al., temperature ``T``,
@@ -15,6 +20,7 @@ scaled by ``T²``).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 
 import torch
@@ -23,7 +29,7 @@ from torch import nn
 
 from empirical.config import RunConfig
 from empirical.data.images import load_images
-from empirical.data.text import IGNORE, PAD, load_text, mask_tokens
+from empirical.data.text import IGNORE, PAD, SPECIAL, load_text, mask_tokens
 from empirical.models.bert import Bert, BertConfig
 from empirical.models.resnet import ResNet, ResNetConfig
 from gowide.errors import UsageError
@@ -188,15 +194,45 @@ class BertTask(Task):
             yield self._mlm_batch(seqs[idx], generator)
 
     def forward(self, model, batch):
-        return model(batch["input_ids"], batch["attention_mask"], head="mlm")
+        """(N, vocab) logits at the N masked positions of the batch (row-major order)."""
+        return model(batch["input_ids"], batch["attention_mask"], head="mlm",
+                     mlm_positions=batch["labels"] != IGNORE)
 
     def loss(self, logits, batch):
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(),
-                               ignore_index=IGNORE)
+        labels = batch["labels"]
+        return F.cross_entropy(logits.float(), labels[labels != IGNORE])
 
     def kd_loss(self, student, teacher, batch, temperature):
-        keep = batch["labels"] != IGNORE  # (B, T): positions with a prediction
-        return kd_kl(student[keep], teacher[keep], temperature)
+        return kd_kl(student, teacher, temperature)  # both (N, vocab), masked positions only
+
+    def unigram_baseline(self) -> dict:
+        """Cross-entropy on the validation masked positions (the masks of ``evaluate``) of the
+        unigram distribution of the training tokens, counted over every maskable (non-special)
+        token of the masked-LM training sequences, with add-one smoothing over the maskable
+        vocabulary. Masking picks maskable tokens uniformly, so these counts estimate the
+        distribution of the masked labels. Computed once per task."""
+        if getattr(self, "_unigram", None) is None:
+            n_special = len(SPECIAL)
+            train = self.data.mlm_train.flatten()
+            counts = torch.bincount(train[train >= n_special], minlength=self.data.vocab_size)
+            counts = counts[n_special:].double() + 1.0
+            log_p = counts.log() - counts.sum().log()
+            labels = self._val_labels()
+            nll = -log_p[labels - n_special]
+            loss = float(nll.mean())
+            self._unigram = {"loss": loss, "perplexity": math.exp(loss),
+                             "counted_over": "maskable training tokens, add-one smoothed",
+                             "positions": int(labels.numel())}
+        return dict(self._unigram)
+
+    def _val_labels(self, batch_size=256) -> torch.Tensor:
+        """The labels of the validation masked positions, as ``evaluate`` draws them."""
+        g = torch.Generator().manual_seed(12345)
+        seqs, out = self.data.mlm_val, []
+        for s in range(0, len(seqs), batch_size):
+            labels = self._mlm_batch(seqs[s: s + batch_size], g)["labels"]
+            out.append(labels[labels != IGNORE])
+        return torch.cat(out)
 
     @torch.no_grad()
     def evaluate(self, model, split, device, batch_size=256) -> dict:
@@ -210,11 +246,11 @@ class BertTask(Task):
         for s in range(0, len(seqs), batch_size):
             b = self._mlm_batch(seqs[s: s + batch_size], g)
             b = {k: v.to(device) for k, v in b.items()}
-            logits = self.forward(model, b).float()
-            keep = b["labels"] != IGNORE
-            total += float(F.cross_entropy(logits[keep], b["labels"][keep], reduction="sum"))
-            correct += int((logits[keep].argmax(-1) == b["labels"][keep]).sum())
-            count += int(keep.sum())
+            logits = self.forward(model, b).float()  # (N, vocab), masked positions
+            labels = b["labels"][b["labels"] != IGNORE]
+            total += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(-1) == labels).sum())
+            count += int(labels.numel())
         model.train(was)
         return {"mlm_loss": total / count, "mlm_accuracy": correct / count}
 

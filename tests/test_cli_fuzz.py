@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from empirical.config import (
     DataConfig,
+    DownstreamConfig,
     ImitateConfig,
     RunConfig,
     SupervisedConfig,
@@ -167,6 +168,8 @@ SETTINGS = {
     **{f"{s}.warmup": lambda v: _number(v) and 0 <= v < 1 for s in SUPERVISED},
     **{k: (lambda v, c=c: v in c) for k, c in CHOICES.items()},
     "imitate.normalize": lambda v: isinstance(v, bool),
+    # "probe" is refused too where model.cls_head is not "linear" (the presets' default)
+    "downstream.mode": lambda v: v == "finetune",
     "data.split_seed": lambda v: isinstance(v, int) and not isinstance(v, bool)
     and 0 <= v < 2**32,
     "imitate.blocks": lambda v: isinstance(v, list) and all(isinstance(b, str) for b in v),
@@ -181,11 +184,15 @@ MODEL_VALUES = {  # (task, key) -> valid values
     ("bert", "layers"): _positive_int, ("bert", "hidden"): _positive_int,
     ("bert", "ffn"): _positive_int, ("bert", "width_mult"): _positive,
     ("bert", "dropout"): lambda v: _number(v) and 0 <= v <= 1,
+    ("bert", "norm"): lambda v: v in ("post", "pre"),
+    ("bert", "tie_embeddings"): lambda v: isinstance(v, bool),
+    ("bert", "cls_head"): lambda v: v in ("mlp", "linear"),
 }
 
 
 def _section_fields(section: str) -> set[str]:
-    cls = {"data": DataConfig, "imitate": ImitateConfig}.get(section, SupervisedConfig)
+    cls = {"data": DataConfig, "imitate": ImitateConfig,
+           "downstream": DownstreamConfig}.get(section, SupervisedConfig)
     return set(cls.__dataclass_fields__)
 
 

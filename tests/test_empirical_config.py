@@ -4,7 +4,6 @@ import pytest
 
 from empirical.config import build_config, parse_override
 from gowide.cli import main
-from gowide.errors import UsageError
 
 
 def test_presets_load_for_both_tasks():
@@ -51,8 +50,26 @@ def test_regime_preset_is_the_paper_regime_at_small_scale():
     n = len(thin.block_names())
     kd = METHODS["kd"].stages(cfg, n)[-1].config
     assert kd.steps == cfg.imitate.steps_per_block * n + cfg.finetune.steps
-    with pytest.raises(UsageError, match=r"preset 'regime' has no \[bert\] table"):
-        build_config("bert", "ours", "regime")
+
+
+def test_regime_preset_for_text_is_pre_ln_tied_probed_and_within_its_step_budget():
+    from empirical.methods import METHODS
+    from empirical.models.bert import Bert, BertConfig
+
+    cfg = build_config("bert", "ours", "regime")
+    assert cfg.model["norm"] == "pre" and cfg.model["tie_embeddings"] is True
+    assert cfg.downstream.mode == "probe" and cfg.data.vocab_size == 1000
+    for stage in (cfg.wide, cfg.finetune, cfg.baseline("scratch"), cfg.baseline("deeper")):
+        assert stage.eval_every > 0 and stage.select == "best" and stage.warmup == 0.1
+    thin = Bert(BertConfig(vocab_size=1000, max_len=cfg.data.max_len, **cfg.model))
+    n = len(thin.block_names())
+    steps = {m: [getattr(s.config, "steps", 0) if s.kind != "imitate"
+                 else s.config.steps_per_block * n for s in METHODS[m].stages(cfg, n)]
+             for m in ("teacher", "scratch", "ours", "deeper", "kd")}
+    # per seed: the teacher once (shared), then every method's own stages
+    total = steps["teacher"][0] + sum(sum(v[1:] if m in ("ours", "kd") else v)
+                                      for m, v in steps.items() if m != "teacher")
+    assert total <= 40_000
 
 
 def test_baseline_tables_over_finetune():

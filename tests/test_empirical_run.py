@@ -1,6 +1,7 @@
 """End-to-end runs: result files, resume without repeating a stage, divergence."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,8 @@ def test_bert_ours_end_to_end(tmp_path, monkeypatch):
     assert r["params"]["thin"] == r["params"]["thin_architecture"]
     assert 0.0 <= r["metrics"]["downstream"]["test"]["accuracy"] <= 1.0
     assert r["metrics"]["mlm"]["val"]["mlm_loss"] > 0
+    unigram = r["metrics"]["mlm"]["unigram"]  # the baseline every masked-LM loss sits beside
+    assert 0 < unigram["loss"] < math.log(r["data"]["vocab_size"])
     assert r["data"]["corpus_words"] >= 500_000
     assert list(Path(TEST_CACHE).glob("wordpiece*.json"))
 

@@ -1,15 +1,28 @@
 """A BERT-style encoder family: the transformer of the paper's language experiments.
 
-Post-layer-norm encoder layers as in the original BERT; ``width_mult`` widens the hidden size
-and the feed-forward size together (the number of heads is kept, so heads get wider). Two
-heads: a masked-language-model head (pretraining) and a sequence-classification head on the
-first token (downstream). Because the hidden size changes with the width, thin and wide block
+Post-layer-norm encoder layers as in the original BERT (``norm = "post"``, the default), or
+pre-layer-norm ones (``norm = "pre"``: a layer norm before the attention and before the
+feed-forward sublayer of each layer, and a final layer norm after the last layer, applied
+before either head); ``width_mult`` widens the hidden size and the feed-forward size together
+(the number of heads is kept, so heads get wider). Two heads: a masked-language-model head
+(pretraining) and a sequence-classification head (downstream): an MLP on the first token
+(``cls_head = "mlp"``, the default) or one linear layer on the mean of the final hidden
+states over the non-padding tokens (``cls_head = "linear"``, the form a linear probe fits,
+``empirical/probe.py``). With ``tie_embeddings`` the masked-LM head's output layer uses the
+token embedding matrix as its weight (its bias stays its own).
+
+The masked-LM head can be applied at chosen positions only (``mlm_positions``, a (B, T)
+boolean mask): the logits are then (N, vocab) for the N selected positions, and no work is
+spent on the others. Because the hidden size changes with the width, thin and wide block
 interfaces differ, and stage 2 pairs them with linear maps (``connectors.py``).
 
 Named blocks, shared by every member of a family: ``embeddings``, ``layers.0`` ...
 ``layers.{n-1}``. The heads are not imitated blocks.
 
-Not held here: next-sentence prediction, token-type embeddings, tied input/output embeddings.
+The final layer norm of ``norm = "pre"`` (``final_norm``) is not part of any block: the block
+``layers.{n-1}`` outputs the residual stream before it.
+
+Not held here: next-sentence prediction, token-type embeddings.
 """
 
 from __future__ import annotations
@@ -34,8 +47,15 @@ class BertConfig:
     width_mult: float = 1.0
     num_classes: int = 2
     dropout: float = 0.0
+    norm: str = "post"  # post (original BERT) | pre (pre-LN, with a final layer norm)
+    tie_embeddings: bool = False  # the MLM decoder's weight is the token embedding matrix
+    cls_head: str = "mlp"  # mlp (first token) | linear (mean-pooled, for a linear probe)
 
     def __post_init__(self):
+        if self.norm not in ("post", "pre"):
+            raise UsageError(f"bert: norm must be 'post' or 'pre', got {self.norm!r}")
+        if self.cls_head not in ("mlp", "linear"):
+            raise UsageError(f"bert: cls_head must be 'mlp' or 'linear', got {self.cls_head!r}")
         if min(self.layers, self.hidden, self.ffn, self.heads, self.vocab_size) < 1:
             raise UsageError("bert: layers, hidden, ffn, heads and vocab_size must be positive")
         if self.width_mult <= 0:
@@ -68,12 +88,14 @@ class Embeddings(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """a = LN1(x + Attn(x)); y = LN2(a + W2 gelu(W1 a))."""
+    """post: a = LN1(x + Attn(x)); y = LN2(a + W2 gelu(W1 a)).
+    pre:  a = x + Attn(LN1(x));  y = a + W2 gelu(W1 LN2(a))."""
 
     def __init__(self, c: BertConfig):
         super().__init__()
         h = c.hidden_size
         self.heads = c.heads
+        self.pre = c.norm == "pre"
         self.query = nn.Linear(h, h)
         self.key = nn.Linear(h, h)
         self.value = nn.Linear(h, h)
@@ -88,11 +110,16 @@ class EncoderLayer(nn.Module):
         b, n, h = t.shape
         return t.view(b, n, self.heads, h // self.heads).transpose(1, 2)
 
-    def forward(self, x, attn_bias):  # x (B, T, H); attn_bias (B, 1, 1, T), 0 or -inf
+    def _attend(self, x, attn_bias):
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
-        att = att.transpose(1, 2).reshape(x.shape)  # (B, T, H)
-        a = self.norm1(x + self.dropout(self.attn_out(att)))
+        return self.attn_out(att.transpose(1, 2).reshape(x.shape))  # (B, T, H)
+
+    def forward(self, x, attn_bias):  # x (B, T, H); attn_bias (B, 1, 1, T), 0 or -inf
+        if self.pre:
+            a = x + self.dropout(self._attend(self.norm1(x), attn_bias))
+            return a + self.dropout(self.ffn_out(F.gelu(self.ffn_in(self.norm2(a)))))
+        a = self.norm1(x + self.dropout(self._attend(x, attn_bias)))
         f = self.ffn_out(F.gelu(self.ffn_in(a)))
         return self.norm2(a + self.dropout(f))
 
@@ -107,14 +134,20 @@ class Bert(nn.Module):
         h = config.hidden_size
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.layers))
+        self.final_norm = nn.LayerNorm(h) if config.norm == "pre" else None
         self.mlm_head = nn.Sequential(
             nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, config.vocab_size)
         )
-        self.cls_head = nn.Sequential(
-            nn.Linear(h, h), nn.Tanh(), nn.Dropout(config.dropout),
-            nn.Linear(h, config.num_classes),
-        )
+        if config.cls_head == "linear":
+            self.cls_head = nn.Linear(h, config.num_classes)
+        else:
+            self.cls_head = nn.Sequential(
+                nn.Linear(h, h), nn.Tanh(), nn.Dropout(config.dropout),
+                nn.Linear(h, config.num_classes),
+            )
         self.apply(self._init_weights)
+        if config.tie_embeddings:  # one parameter, (vocab, H), in both places
+            self.mlm_head[3].weight = self.embeddings.token.weight
 
     @staticmethod
     def _init_weights(m):
@@ -136,12 +169,23 @@ class Bert(nn.Module):
         bias = bias.to(x.dtype)
         for layer in self.layers:
             x = layer(x, bias)
-        return x
+        return x if self.final_norm is None else self.final_norm(x)
 
-    def forward(self, input_ids, attention_mask, head: str = "mlm"):
+    def pool(self, x, attention_mask):  # (B, T, H) -> (B, H), what the cls head reads
+        if self.config.cls_head == "mlp":
+            return x[:, 0]
+        m = attention_mask.to(x.dtype)[..., None]  # (B, T, 1)
+        return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def forward(self, input_ids, attention_mask, head: str = "mlm", mlm_positions=None):
+        """head "mlm": logits (B, T, vocab), or (N, vocab) at the N positions where the
+        boolean ``mlm_positions`` (B, T) is true (in row-major order); head "cls": (B,
+        classes)."""
         x = self.encode(input_ids, attention_mask)
         if head == "mlm":
-            return self.mlm_head(x)  # (B, T, vocab)
+            if mlm_positions is not None:
+                x = x[mlm_positions]  # (N, H)
+            return self.mlm_head(x)
         if head == "cls":
-            return self.cls_head(x[:, 0])  # (B, classes)
+            return self.cls_head(self.pool(x, attention_mask))  # (B, classes)
         raise ValueError(f"unknown head {head!r}; expected 'mlm' or 'cls'")
