@@ -80,7 +80,8 @@ def _compare(args) -> int:
         summary = run_compare(args.task, args.preset, list(range(args.seeds)), args.out,
                               methods=methods, overrides=overrides, progress=not args.quiet,
                               jobs=args.jobs, pilot=args.pilot,
-                              keep_checkpoints=args.keep_checkpoints, **fields)
+                              keep_checkpoints=args.keep_checkpoints,
+                              only_finished=args.only_finished, **fields)
     except Diverged as exc:
         print(f"gowide: {exc}", file=sys.stderr)
         return 1
@@ -150,6 +151,9 @@ def register(subparsers) -> None:
                             "(teacher margin, scratch converged, block errors)")
     cmp_p.add_argument("--keep-checkpoints", action="store_true",
                        help="keep stage checkpoints and the shared-stage cache")
+    cmp_p.add_argument("--only-finished", action="store_true",
+                       help="train nothing: compare the runs already finished in --out (a "
+                            "method is reported on the seeds where it finished)")
     cmp_p.set_defaults(func=_compare)
 
     list_p = sub.add_parser("methods", help="list the training methods")

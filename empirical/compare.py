@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from empirical.config import build_config
+from empirical import anytime
+from empirical.config import build_config, same_config
 from empirical.methods import METHODS, get_method, run
 from gowide.atomic import write_json, write_text
 from gowide.errors import UsageError
@@ -156,21 +157,24 @@ def _finished(run_dir: Path, cfg) -> dict | None:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    same = {k: v for k, v in result.get("config", {}).items() if k != "device"}
-    want = {k: v for k, v in cfg.to_dict().items() if k != "device"}
-    return result if same == want else None
+    stored = result.get("config")
+    return result if isinstance(stored, dict) and same_config(stored, cfg) else None
 
 
 def _run_seed(task: str, preset: str, seed: int, methods: list[str], out: Path,
               overrides: list[str], fields: dict, progress: bool,
-              keep_checkpoints: bool) -> dict[tuple[str, int], dict]:
+              keep_checkpoints: bool, only_finished: bool = False
+              ) -> dict[tuple[str, int], dict]:
     """Every method on one seed, in order (they share its stage cache); finished runs are
-    read back, not run again."""
+    read back, not run again. ``only_finished``: run nothing; a method without a finished
+    run on this seed is left out."""
     results = {}
     for m in methods:
         cfg = build_config(task, m, preset, overrides, seed=seed, **fields)
         run_dir = _run_dir(out, m, seed)
         result = _finished(run_dir, cfg)
+        if result is None and only_finished:
+            continue
         if result is None:
             result = run(cfg, run_dir, resume=True, progress=progress, preset=preset,
                          cache_dir=out / "cache" / f"seed{seed}")
@@ -193,13 +197,16 @@ def _seed_job(args) -> dict:
 def run_compare(task: str, preset: str, seeds: list[int], out: str | Path,
                 methods: list[str] | None = None, overrides: list[str] = (),
                 progress: bool = True, keep_checkpoints: bool = False, jobs: int = 1,
-                pilot: bool = False, **fields) -> dict:
+                pilot: bool = False, only_finished: bool = False, **fields) -> dict:
     """Run every method on every seed (skipping finished runs) and write the comparison.
 
     ``jobs`` > 1 runs that many seeds at once, each in its own one-thread process (the
     methods of one seed stay in one process, which trains their shared stages once).
     ``pilot``: run the first seed alone, check the gates (:func:`check_gates`) on it, and stop
-    there, writing the comparison of that seed, when one fails."""
+    there, writing the comparison of that seed, when one fails. ``only_finished``: train
+    nothing, and write the comparison of the runs already finished in ``out`` (a method
+    missing on some seeds is reported on the seeds it has; one missing on all is left out;
+    a claim is judged on the seeds where both of its methods ran)."""
     start = time.perf_counter()
     out = Path(out)
     methods = methods or list(METHODS)
@@ -213,6 +220,14 @@ def run_compare(task: str, preset: str, seeds: list[int], out: str | Path,
     bar = tqdm(total=len(seeds), desc=f"compare {task} (seeds)", disable=not progress)
     todo = list(seeds)
     stopped = None
+    if only_finished:
+        for sd in todo:
+            results |= _run_seed(task, preset, sd, methods, out, list(overrides), fields,
+                                 False, True, only_finished=True)
+        todo, pilot = [], False
+        if not results:
+            raise UsageError(f"{out}: no finished run of these methods and seeds to compare")
+        methods = [m for m in methods if any(k[0] == m for k in results)]
     if pilot:
         first = todo.pop(0)
         results |= _run_seed(task, preset, first, methods, out, list(overrides), fields,
@@ -263,6 +278,8 @@ def summarise(task: str, preset: str, seeds: list[int], methods: list[str],
     for m in methods:
         rows = []
         for s in seeds:
+            if (m, s) not in results:  # only with compare's only_finished
+                continue
             r = results[(m, s)]
             c = r["compute"]
             rows.append({"seed": s, "metrics": metric_values(r),
@@ -302,7 +319,7 @@ def summarise(task: str, preset: str, seeds: list[int], methods: list[str],
                 claim |= {"held": None,
                           "note": "; ".join(n for n in (note, claim.get("note")) if n)}
             claims.append(claim)
-    first = results[(methods[0], seeds[0])]
+    first = next(results[(m, sd)] for sd in seeds for m in methods if (m, sd) in results)
     unigram = (first["metrics"].get("mlm") or {}).get("unigram") if task == "bert" else None
     if unigram is not None:
         for rec in per_method.values():
@@ -313,6 +330,7 @@ def summarise(task: str, preset: str, seeds: list[int], methods: list[str],
     out = {"task": task, "preset": preset, "seeds": list(seeds), "methods": per_method,
             "claims": claims, "margins": MARGINS, "gates": gate_rows, "gates_failed": failed,
             "pilot_gates": pilot_rows,
+            "anytime": anytime.summarise(task, results, methods, list(seeds)),
             "metrics": [m.__dict__ for m in METRICS[task]],
             "config": config, "data": first["data"],
             "provenance": first["provenance"]}
@@ -411,12 +429,13 @@ def _claim(cid, statement, base, rule, metric: Metric, per_method: dict, seeds) 
                       "note": f"needs methods ours and {base}"}
     ours = {r["seed"]: r["metrics"][metric.name] for r in per_method["ours"]["per_seed"]}
     other = {r["seed"]: r["metrics"][metric.name] for r in per_method[base]["per_seed"]}
+    seeds = [s for s in seeds if s in ours and s in other]
     diffs = [improvement(ours[s], other[s], metric.kind) for s in seeds]
     mean, lo, hi = mean_interval(diffs)
     held = None if math.isnan(lo) else bool(lo > -row["margin"])
     note = "needs at least two seeds" if held is None else ""
     return row | {"measured": mean, "interval": [lo, hi], "per_seed": diffs, "held": held,
-                  "wins": sum(d > 0 for d in diffs), "note": note}
+                  "wins": sum(d > 0 for d in diffs), "seeds": len(diffs), "note": note}
 
 
 def _fmt(x: float, kind: str) -> str:
@@ -425,6 +444,23 @@ def _fmt(x: float, kind: str) -> str:
 
 def _flops(x: float) -> str:
     return f"{x:.3g}"
+
+
+def _anytime_lines(a: dict | None) -> list[str]:
+    """The table of compute to reach scratch's converged quality (both framings)."""
+    if not a or not a.get("target"):
+        return []
+    lines = ["", f"Compute to reach scratch's converged quality ({a['metric']} "
+             f"{a['target']['mean']:.4g}, mean over seeds; per seed: scratch's best-by-"
+             "validation score), training FLOPs at the first evaluation at least as good, "
+             "mean over the seeds that reached it, and paired ratio to scratch's "
+             "[95% interval]:", "",
+             "| method | teacher trained for this | teacher already exists |", "|---|---|---|"]
+    for m, rec in a["methods"].items():
+        if "reach" in rec:
+            lines.append(f"| `{m}` | {anytime.describe(rec['reach'], 'flops_with_teacher')} | "
+                         f"{anytime.describe(rec['reach'], 'flops_teacher_exists')} |")
+    return lines
 
 
 def _gate_cell(g: dict) -> str:
@@ -452,7 +488,9 @@ def markdown(summary: dict) -> str:
                  for m in metrics]
         c = rec["compute"]
         wall = c["train_wall_s"]
-        lines.append(f"| `{name}` | " + " | ".join(cells)
+        k = len(rec["per_seed"])
+        label = f"`{name}`" + (f" ({k} of {n} seeds)" if k != n else "")
+        lines.append(f"| {label} | " + " | ".join(cells)
                      + f" | {_flops(c['train_flops'])} | {_flops(c['teacher_flops'])}"
                      + f" | {wall:.0f} | {rec['params']:,} |")
     lines += ["", "| claim | metric | improvement of ours, mean [95% interval] | seeds ours ahead "
@@ -467,7 +505,8 @@ def markdown(summary: dict) -> str:
         rule = "interval > 0" if c["rule"] == "better" else f"interval > −{c['margin']:g}"
         held = {True: "yes", False: "**no**", None: f"n/a ({c['note']})"}[c["held"]]
         lines.append(f"| {c['claim']} {c['statement']} (vs `{c['baseline']}`) | {c['metric']} "
-                     f"| {c['measured']:+.4f} {interval} | {c['wins']} of {n} | {rule} | "
+                     f"| {c['measured']:+.4f} {interval} | {c['wins']} of {c.get('seeds', n)} "
+                     f"| {rule} | "
                      f"{held} |")
     unigram = summary.get("unigram")
     if unigram is not None:
@@ -496,6 +535,7 @@ def markdown(summary: dict) -> str:
                       "of this comparison are not judged."]
     if summary.get("stopped"):
         lines += ["", f"The comparison {summary['stopped']}."]
+    lines += _anytime_lines(summary.get("anytime"))
     lines += ["", "Improvement: ours − baseline for accuracies, (baseline − ours) / baseline for "
               "perplexities; paired by seed. FLOPs counted with FlopCounterMode (matrix "
               "products, convolutions, attention), the wide teacher's training included for "

@@ -263,6 +263,31 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def same_config(stored: dict, wanted: RunConfig) -> bool:
+    """Whether a finished run's stored configuration is ``wanted`` (the device aside). A key
+    that the stored one lacks counts as equal when ``wanted`` has that field's default: a
+    setting added to the package later, whose default keeps the earlier behaviour, does not
+    make earlier runs stale."""
+    defaults = RunConfig().to_dict()
+
+    def same(a: dict, b: dict, d: dict) -> bool:
+        for key, value in b.items():
+            if key not in a:
+                if not isinstance(d, dict) or key not in d or d[key] != value:
+                    return False
+            elif isinstance(value, dict) and isinstance(a[key], dict):
+                if not same(a[key], value, d.get(key, {}) if isinstance(d, dict) else {}):
+                    return False
+            elif a[key] != value:
+                return False
+        return all(key in b for key in a)
+
+    want = wanted.to_dict()
+    want.pop("device")
+    have = {k: v for k, v in stored.items() if k != "device"}
+    return same(have, want, defaults)
+
+
 # Model settings that the data decides (set by the task), per task.
 DATA_DECIDED = {"resnet": ("in_channels", "num_classes"), "bert": ("vocab_size", "max_len")}
 

@@ -6,7 +6,12 @@
 * ``empirical_<task>_blocks`` — relative imitation error of every block after stage 2
   (thin-network inputs), per method that imitates, mean over seeds;
 * ``empirical_<task>_curves`` — training loss on labels against cumulative training FLOPs
-  (first seed), and the imitation loss of every block of ``ours`` during stage 2.
+  (first seed), and the imitation loss of every block of ``ours`` during stage 2;
+* ``empirical_<task>_anytime`` — validation metric against cumulative training FLOPs (mean ±
+  std over seeds, ``empirical/anytime.py``) for ``ours``, ``scratch``, ``deeper``, ``kd``
+  (and ``ours_no_ft``, one point), with the wide teacher's training counted (left) and with
+  a teacher that already exists (right); the dashed line is scratch's converged quality.
+  Drawn when ``compare.json`` has anytime curves.
 
 Reads ``DIR/compare.json`` and ``DIR/runs/<method>/seed<s>/result.json``; trains nothing.
 
@@ -164,13 +169,56 @@ def draw_curves(summary: dict, runs: dict, out_dir: Path) -> list[Path]:
     return save(fig, out_dir, f"empirical_{summary['task']}_curves")
 
 
+ANYTIME_METHODS = ("scratch", "deeper", "kd", "ours", "ours_no_ft")
+
+
+def draw_anytime(summary: dict, out_dir: Path) -> list[Path]:
+    a = summary.get("anytime")
+    if not a:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6), sharey=True)
+    frames = (("flops_with_teacher", "teacher trained for this (its FLOPs counted)"),
+              ("flops_teacher_exists", "teacher already exists (its training not counted)"))
+    for ax, (frame, title) in zip(axes, frames, strict=True):
+        for name in ANYTIME_METHODS:
+            rec = a["methods"].get(name)
+            if not rec:
+                continue
+            c = rec["curve"]
+            xs, ys, sd = c[frame], c["value_mean"], c["value_std"]
+            color = _color(name)
+            if len(xs) == 1:  # labelled with its value: it may lie below the zoomed axis
+                ax.errorbar(xs, ys, yerr=sd, fmt="D", color=color, ms=5, capsize=2,
+                            label=f"{name} ({ys[0]:.4g})")
+                continue
+            ax.plot(xs, ys, "-", color=color, lw=1.0, label=name)
+            ax.fill_between(xs, [y - e for y, e in zip(ys, sd, strict=True)],
+                            [y + e for y, e in zip(ys, sd, strict=True)], color=color, alpha=0.15)
+        if a.get("target"):
+            ax.axhline(a["target"]["mean"], color=_color("scratch"), ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("cumulative training FLOPs")
+        ax.set_title(title, fontsize=8.5)
+    axes[0].set_ylabel(a["metric"])
+    if a["mode"] == "max":  # zoom on the converged range; early evaluations fall below it
+        values = [v for rec in a["methods"].values() for v in rec["curve"]["value_mean"]]
+        top = max(values)
+        axes[0].set_ylim(top - 4 * (top - sorted(values)[len(values) // 2]) - 0.01, top + 0.005)
+    axes[1].legend(fontsize=7)
+    n = len(summary["seeds"])
+    preset = Path(summary["preset"]).stem
+    fig.suptitle(f"{summary['task']}, {preset} preset: validation against compute "
+                 f"(mean ± std over {n} seeds; dashed: scratch's converged quality)", fontsize=9)
+    return save(fig, out_dir, f"empirical_{summary['task']}_anytime")
+
+
 def draw(results_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Every empirical figure of one comparison directory."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     summary = json.loads((results_dir / "compare.json").read_text(encoding="utf-8"))
     runs = load_runs(results_dir, summary)
     return (draw_compute(summary, out_dir) + draw_blocks(summary, runs, out_dir)
-            + draw_curves(summary, runs, out_dir))
+            + draw_curves(summary, runs, out_dir) + draw_anytime(summary, out_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,8 @@ leaves most of it idle: one seed's methods that share no stage can run at once. 
 seed is split into groups that share no stage: the methods with the wide teacher (they share
 it and stage 2 through the seed's stage cache), and each baseline trained from scratch on its
 own. Jobs are taken in seed order, so the first seeds finish first; at the deadline running
-jobs are stopped, and the comparison covers the seeds 0..k-1 whose every method finished
-(a method missing on one of them is left out of the comparison and named).
+jobs are stopped, and the comparison covers the seeds 0..k-1 whose every method finished;
+a --late method is reported on the seeds where it finished.
 
 Every job is ``empirical.compare._run_seed`` in a child process (one torch thread), so the
 runs, their result files and the final ``compare.json`` are exactly those of ``gowide
@@ -161,13 +161,12 @@ def main(argv=None) -> int:
     k = 0
     while k < args.seeds and all(finished(out, m, k) for m in core):
         k += 1
-    extra = [m for m in late if k and all(finished(out, m, s) for s in range(k))]
-    summary = {"seeds_complete": k, "methods": core + extra, "jobs": jobs_log,
+    summary = {"seeds_complete": k, "methods": core + late, "jobs": jobs_log,
                "stopped": stopped, "wall_s": time.time() - start, "workers": args.workers}
     if k:
-        result = run_compare(args.task, args.preset, list(range(k)), out, methods=core + extra,
+        result = run_compare(args.task, args.preset, list(range(k)), out, methods=core + late,
                              overrides=list(args.set), progress=False, keep_checkpoints=False,
-                             device=args.device, threads=1)
+                             only_finished=True, device=args.device, threads=1)
         summary["claims_held"] = {f"{c['claim']}:{c['metric']}": c["held"]
                                   for c in result["claims"]}
         summary["gates_failed"] = result["gates_failed"]
