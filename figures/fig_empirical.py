@@ -227,13 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, nargs="?", default=None,
                         help="a 'gowide empirical compare' output directory "
-                             "(default: results/empirical/<task> for both tasks)")
+                             "(default: every results/empirical/*/ holding a compare.json)")
     parser.add_argument("--quick", action="store_true",
                         help="read the quick results under figures/out/results/")
     parser.add_argument("--out", type=Path, default=Path("figures/out"))
     args = parser.parse_args(argv)
     base = Path("figures/out/results") if args.quick else Path("results")
-    dirs = [args.results] if args.results else [base / "empirical" / t for t in ("resnet", "bert")]
+    dirs = ([args.results] if args.results
+            else sorted(p.parent for p in (base / "empirical").glob("*/compare.json")))
+    if not dirs:
+        parser.error(f"no {base / 'empirical'}/*/compare.json found")
     for d in dirs:
         if not (d / "compare.json").exists():
             parser.error(f"{d / 'compare.json'} not found")
