@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from empirical_helpers import FAST_RESNET
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -15,6 +16,13 @@ if str(ROOT) not in sys.path:  # notebooks/ is run from the repository, not inst
     sys.path.insert(0, str(ROOT))
 
 from notebooks import pair  # noqa: E402
+
+# Settings injected after a notebook's parameters cell, as papermill would, where the quick
+# setting alone takes long (notebook 3 trains the tiny preset twice: about 30 s on 2 cores).
+# The full-size quick run is `make slow-test`'s.
+INJECTED = {
+    "03_three_stages": "OVERRIDES = " + repr(FAST_RESNET),
+}
 
 
 def test_every_notebook_agrees_with_its_source():
@@ -56,15 +64,30 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell.get("outputs", []) == [] and cell.get("execution_count") is None
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
+def _run(path, tmp_path, monkeypatch, injected: str | None):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
+    if injected:
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(
+            injected, metadata={"tags": ["injected-parameters"]}))
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
+    _run(path, tmp_path, monkeypatch, INJECTED.get(path.stem))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem in INJECTED],
+                         ids=[p.stem for p in NOTEBOOKS if p.stem in INJECTED])
+def test_notebook_runs_top_to_bottom_in_its_own_quick_setting(path, tmp_path, monkeypatch):
+    _run(path, tmp_path, monkeypatch, None)
