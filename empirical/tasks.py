@@ -19,7 +19,6 @@ scaled by ``T²``).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 
@@ -312,7 +311,3 @@ def make_task(cfg: RunConfig) -> Task:
     if cfg.task == "bert":
         return BertTask(cfg)
     raise UsageError(f"unknown task {cfg.task!r}; choose resnet or bert")
-
-
-def clone_model(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model)

@@ -92,11 +92,6 @@ class History:
     particle_gradients: int = 0  # Σ over steps of (examples in the batch) × (particles moved)
     flops: float = 0.0
 
-    def summary(self) -> dict:
-        d = asdict(self)
-        d.pop("snapshots")
-        return d
-
 
 def square_loss(pred: Tensor, y: Tensor) -> Tensor:
     """(1/2) mean over the batch of ‖pred − y‖²; pred and y (B,) or (B, k)."""

@@ -1,5 +1,7 @@
 """The gowide command line: help everywhere, one-line errors, and the quick runs end to end."""
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -110,36 +112,63 @@ def test_malformed_results_file_is_a_usage_error(capsys, tmp_path):
     assert code == 2 and "not valid JSON" in err
 
 
+# A limits preset small enough for the default suite (seconds): the command's path (parsing,
+# preset, run, JSON, figures, summary) is the quick preset's; its rates are test_limits'.
+TINY_LIMITS = dict(widths=(16, 32, 64), draws=4, train_widths=(16, 32), train_draws=2,
+                   reference_width=256, train_steps=20, n_points=64, n_train=64,
+                   depths=(16, 32, 64), family_width=16)
+
+
 @pytest.fixture(scope="module")
 def quick_limits(tmp_path_factory):
-    """`gowide meanfield limits --quick` run as a user would, with two seeds."""
+    """`gowide meanfield limits --quick --seeds 2` with the quick preset shrunk to TINY_LIMITS."""
+    from meanfield.experiments import LimitsConfig
+
     out = tmp_path_factory.mktemp("limits")
-    proc = subprocess.run(
-        [sys.executable, "-m", "gowide", "meanfield", "limits", "--quick", "--seeds", "2",
-         "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return out, proc
+    quick = LimitsConfig.quick
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        mp.setattr(LimitsConfig, "quick", classmethod(
+            lambda cls, **kw: quick.__func__(cls, **{**TINY_LIMITS, **kw})))
+        assert main(["meanfield", "limits", "--quick", "--seeds", "2", "--out", str(out),
+                     "--no-progress"]) == 0
+    return out, stdout.getvalue()
 
 
-def test_quick_limits_writes_results_and_figures(quick_limits):
-    out, proc = quick_limits
+def _check_limits_output(out, stdout, sane_rates):
     data = json.loads((out / "limits.json").read_text())
     for key in ("width_slope", "width_slope_trained", "depth_slope"):
         s = data[key]
         assert set(s) >= {"value", "ci_low", "ci_high", "predicted", "seeds"}
         assert s["predicted"] == -1.0 and s["seeds"] == [0, 1]
         assert s["ci_low"] <= s["value"] <= s["ci_high"]
-        assert -1.5 < s["value"] < -0.5  # a sanity range; the rate tests are in test_limits
-    assert data["config"]["seeds"] == [0, 1]
+        if sane_rates:
+            assert -1.5 < s["value"] < -0.5  # a sanity range; the rate tests are in test_limits
+    assert data["config"]["seeds"] == [0, 1] and data["preset"] == "quick"
     assert data["provenance"]["versions"]["torch"]
     assert data["provenance"]["device"] == "cpu"
     for stem in ("limits_width", "limits_depth"):
         assert (out / f"{stem}.png").stat().st_size > 1000
         assert (out / f"{stem}.pdf").stat().st_size > 1000
-    assert "depth slope" in proc.stdout and "results:" in proc.stdout
+    assert "depth slope" in stdout and "results:" in stdout
     assert not list(out.glob(".*.tmp")), "no temporary files may be left behind"
+
+
+def test_quick_limits_writes_results_and_figures(quick_limits):
+    out, stdout = quick_limits
+    assert json.loads((out / "limits.json").read_text())["config"]["widths"] == [16, 32, 64]
+    _check_limits_output(out, stdout, sane_rates=False)
+
+
+@pytest.mark.slow  # the quick preset itself, in its own process: about 40-80 s on 2 cores
+def test_quick_limits_as_a_user_runs_it(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "gowide", "meanfield", "limits", "--quick", "--seeds", "2",
+         "--out", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    _check_limits_output(tmp_path, proc.stdout, sane_rates=True)
 
 
 def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monkeypatch):

@@ -115,19 +115,61 @@ def test_divergence_names_stage_and_step_and_keeps_last_good_checkpoint(tmp_path
     assert "stage 'finetune' diverged at step 3" in err and "\n" not in err
 
 
-@pytest.mark.parametrize("method", ["scratch", "kd", "teacher", "subsample_init", "fitnets"])
-def test_baselines_run(tmp_path, method):
-    r = run(fast_config("resnet", method), tmp_path, progress=False)
+BASELINES = {  # method: (its stages in order, the model it ends with)
+    "scratch": (["scratch"], "thin"),
+    "deeper": (["scratch"], "deeper"),
+    "kd": (["wide", "finetune"], "thin"),
+    "teacher": (["wide"], "wide"),
+    "subsample_init": (["wide", "subsample", "finetune"], "thin"),
+    "fitnets": (["wide", "hint", "finetune"], "thin"),
+}
+OURS_THIN_STEPS = 4 * 4 + 20  # ours' student: 4 steps for each of 4 blocks, 20 fine-tuning
+
+
+@pytest.fixture(scope="module")
+def baselines(tmp_path_factory):
+    """One fast run of each baseline, shared by the tests that compare them."""
+    root = tmp_path_factory.mktemp("baselines")
+    return {m: run(fast_config("resnet", m), root / m, progress=False) for m in BASELINES}
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baselines_run(baselines, method):
+    r = baselines[method]
+    stages, final = BASELINES[method]
+    assert list(r["stages"]) == stages and r["final_model"] == final
     assert 0.0 <= r["metrics"]["test"]["accuracy"] <= 1.0
-    assert r["compute"]["train_flops"] > 0
+    by_stage = r["compute"]["by_stage"]
+    assert set(by_stage) == set(stages) - {"subsample"}  # subsampling trains nothing
+    assert all(v > 0 for v in by_stage.values())
+    assert r["compute"]["train_flops"] == sum(by_stage.values())
+    if final == "thin":
+        assert r["params"]["thin"] == r["params"]["thin_architecture"]
+    else:
+        assert r["params"][final] > r["params"]["thin_architecture"] and "thin" not in r["params"]
     if method == "fitnets":
         assert r["stages"]["hint"]["blocks"] == ["blocks.1"]  # the middle of 4 blocks
         assert r["stages"]["finetune"]["kd"] is True
-    if method == "teacher":
-        assert r["final_model"] == "wide"
 
 
-def test_students_of_kd_and_fitnets_train_as_many_steps_as_ours(tmp_path):
+def test_baselines_budgets_and_compute_compare_as_designed(baselines):
+    flops = {m: r["compute"]["by_stage"] for m, r in baselines.items()}
+    # scratch and deeper get scratch's budget (by default ours' thin steps), kd's student the
+    # same steps; subsample_init and fitnets fine-tune for finetune.steps
+    assert baselines["scratch"]["stages"]["scratch"]["steps"] == OURS_THIN_STEPS
+    assert baselines["deeper"]["stages"]["scratch"]["steps"] == OURS_THIN_STEPS
+    assert baselines["kd"]["stages"]["finetune"]["steps"] == OURS_THIN_STEPS
+    assert baselines["subsample_init"]["stages"]["finetune"]["steps"] == 20
+    # the same steps cost more on the deeper model, and with the teacher's forward pass (kd)
+    assert flops["deeper"]["scratch"] > 2 * flops["scratch"]["scratch"]
+    assert flops["kd"]["finetune"] > 1.2 * flops["scratch"]["scratch"]
+    # every method that trains the teacher trains the same one, at the same cost
+    assert len({flops[m]["wide"] for m in ("kd", "teacher", "subsample_init", "fitnets")}) == 1
+    wide_loss = {baselines[m]["stages"]["wide"]["final_loss"] for m in ("kd", "teacher")}
+    assert len(wide_loss) == 1
+
+
+def test_students_of_kd_and_fitnets_train_as_many_steps_as_ours(baselines):
     cfg = fast_config("resnet", "ours")
     n = 4  # stem and 3 blocks
     ours = [s.config.steps_per_block * n if s.kind == "imitate" else s.config.steps
@@ -136,9 +178,10 @@ def test_students_of_kd_and_fitnets_train_as_many_steps_as_ours(tmp_path):
         stages = METHODS[name].stages(fast_config("resnet", name), n)[1:]
         steps = [s.config.steps_per_block if s.kind == "imitate" else s.config.steps
                  for s in stages]
-        assert sum(steps) == sum(ours) == 4 * 4 + 20, name
-    r = run(fast_config("resnet", "kd"), tmp_path, progress=False)
-    assert r["stages"]["finetune"]["steps"] == 36 and r["stages"]["finetune"]["kd"] is True
+        assert sum(steps) == sum(ours) == OURS_THIN_STEPS, name
+    r = baselines["kd"]
+    assert r["stages"]["finetune"]["steps"] == OURS_THIN_STEPS
+    assert r["stages"]["finetune"]["kd"] is True
 
 
 def test_baselines_get_their_own_budgets_and_record_convergence(tmp_path):
