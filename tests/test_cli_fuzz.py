@@ -39,6 +39,7 @@ from empirical.config import (
 from empirical.methods import METHODS
 from empirical.models.bert import BertConfig
 from empirical.models.resnet import ResNetConfig
+from empirical.train import save_checkpoint
 from gowide.cli import build_parser, main, non_negative_int, positive_int
 from gowide.reproduce import JOBS
 
@@ -560,8 +561,9 @@ DIGITS = 1797  # images in the whole dataset: a batch larger than that can never
 
 
 def _other_config_checkpoint(path: Path) -> None:
-    torch.save({"stage": "wide", "config": {"task": "resnet", "seed": 12345}, "record": {},
-                "ledger": [], "models": {}}, path)
+    save_checkpoint(path, {"stage": "wide", "index": 1,
+                           "config": {"task": "resnet", "seed": 12345}, "record": {},
+                           "ledger": [], "models": {}})
 
 
 @st.composite

@@ -1,0 +1,234 @@
+"""Hostile files and bad moments: damaged, tampered or swapped checkpoints are never resumed
+silently and never end in a traceback; the stage is trained again after one warning line, and
+the files that should survive are untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from empirical_helpers import fast_config
+
+from empirical import methods
+from empirical.methods import run
+from empirical.train import CHECKSUM_KEY, BadCheckpoint, load_checkpoint, save_checkpoint
+
+STAGES = ["1-wide.pt", "2-imitate.pt", "3-finetune.pt"]
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hostile") / "reference"
+    return run(fast_config("resnet", "ours"), out, progress=False), out
+
+
+def _resume(reference, tmp_path, monkeypatch, capsys, damage) -> tuple[dict, list, list, dict]:
+    """Copy the reference run, ``damage(checkpoints)``, resume it; returns the result, the
+    stages trained again, the warning lines and the digests of the files before the run."""
+    ref, ref_out = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    damage(out / "checkpoints")
+    before = _digests(out)
+    calls = []
+    real = methods.run_stage
+
+    def counting(stage, *args, **kwargs):
+        calls.append(stage.name)
+        return real(stage, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "run_stage", counting)
+    capsys.readouterr()
+    result = run(fast_config("resnet", "ours"), out, resume=True, progress=False)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert "Traceback" not in err
+    assert result["metrics"] == ref["metrics"]  # trained again to the same numbers
+    return result, calls, warnings, before
+
+
+def _raw(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _same(out: Path, before: dict, names: list[str]) -> None:
+    after = _digests(out)
+    for name in names:
+        assert after[f"checkpoints/{name}"] == before[f"checkpoints/{name}"], name
+
+
+def test_a_changed_number_in_a_stored_record_is_found(reference, tmp_path, monkeypatch, capsys):
+    def damage(ckpt):
+        path = ckpt / "2-imitate.pt"
+        raw = _raw(path)
+        raw["record"]["wall_s"] += 1.0  # a record, not a tensor: the checksum still covers it
+        torch.save(raw, path)
+
+    result, calls, warnings, before = _resume(reference, tmp_path, monkeypatch, capsys, damage)
+    assert calls == ["imitate"]
+    assert len(warnings) == 1 and "2-imitate.pt" in warnings[0] and "checksum" in warnings[0]
+    assert "resumed" not in result["stages"]["imitate"]
+    _same(tmp_path / "run", before, ["1-wide.pt", "3-finetune.pt"])
+
+
+def test_a_flipped_bit_in_a_stored_float_is_found(reference, tmp_path, monkeypatch, capsys):
+    def damage(ckpt):
+        path = ckpt / "1-wide.pt"
+        wall = _raw(path)["record"]["wall_s"]
+        data = bytearray(path.read_bytes())
+        at = data.find(struct.pack(">d", wall))  # pickle stores floats as 8 big-endian bytes
+        assert at > 0
+        data[at + 7] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    result, calls, warnings, before = _resume(reference, tmp_path, monkeypatch, capsys, damage)
+    assert calls == ["wide"]
+    assert len(warnings) == 1 and "1-wide.pt" in warnings[0] and "runs again" in warnings[0]
+    _same(tmp_path / "run", before, ["2-imitate.pt", "3-finetune.pt"])
+
+
+def test_a_file_without_its_checksum_is_damaged_not_legacy(reference, tmp_path, monkeypatch,
+                                                           capsys):
+    def damage(ckpt):
+        path = ckpt / "3-finetune.pt"
+        raw = _raw(path)
+        del raw[CHECKSUM_KEY]
+        raw["record"]["eval"]["val"]["accuracy"] = 1.0  # a tampered file passing as legacy
+        torch.save(raw, path)
+
+    result, calls, warnings, before = _resume(reference, tmp_path, monkeypatch, capsys, damage)
+    assert calls == ["finetune"]
+    assert len(warnings) == 1 and "no checksum" in warnings[0]
+    _same(tmp_path / "run", before, ["1-wide.pt", "2-imitate.pt"])
+
+
+def test_swapped_stage_files_are_not_resumed(reference, tmp_path, monkeypatch, capsys):
+    def damage(ckpt):
+        a, b = ckpt / "2-imitate.pt", ckpt / "3-finetune.pt"
+        tmp = ckpt / "swap"
+        a.rename(tmp)
+        b.rename(a)
+        tmp.rename(b)
+        shutil.copy(ckpt / "1-wide.pt", ckpt / "x")
+
+    result, calls, warnings, before = _resume(reference, tmp_path, monkeypatch, capsys, damage)
+    assert calls == ["imitate", "finetune"]
+    assert len(warnings) == 2 and all("holds stage" in w for w in warnings)
+    _same(tmp_path / "run", before, ["1-wide.pt"])
+
+
+def test_the_previous_stage_under_this_stage_name_is_not_resumed(reference, tmp_path,
+                                                                 monkeypatch, capsys):
+    def damage(ckpt):
+        shutil.copy(ckpt / "1-wide.pt", ckpt / "2-imitate.pt")
+
+    result, calls, warnings, before = _resume(reference, tmp_path, monkeypatch, capsys, damage)
+    assert calls == ["imitate"]
+    assert len(warnings) == 1 and "holds stage 'wide'" in warnings[0]
+    _same(tmp_path / "run", before, ["1-wide.pt", "3-finetune.pt"])
+
+
+@pytest.mark.parametrize("change", ["shape", "dtype", "missing", "type", "record", "ledger",
+                                    "models", "nested"])
+def test_wrong_contents_behind_a_valid_checksum_are_trained_again(reference, tmp_path,
+                                                                  monkeypatch, capsys, change):
+    def damage(ckpt):
+        path = ckpt / "2-imitate.pt"
+        body = load_checkpoint(path)
+        thin = body["models"]["thin"]
+        name = next(k for k, v in thin.items() if v.dim() == 4)
+        if change == "shape":
+            thin[name] = torch.zeros(3, 3)
+        elif change == "dtype":
+            thin[name] = thin[name].double()
+        elif change == "missing":
+            del thin[name]
+        elif change == "type":
+            thin[name] = [1, 2, 3]
+        elif change == "record":
+            body["record"] = "not a record"
+        elif change == "ledger":
+            body["ledger"] = [{"stage": "wide", "flops": "many"}]
+        elif change == "models":
+            body["models"] = {"thin": thin}  # the wide teacher is gone
+        elif change == "nested":  # too deep to check: refused before hashing
+            deep: list = []
+            for _ in range(200):
+                deep = [deep]
+            torch.save(body | {"record": {"deep": deep}, CHECKSUM_KEY: "0" * 64}, path)
+            return
+        save_checkpoint(path, body)  # a valid checksum over the wrong contents
+
+    result, calls, warnings, before = _resume(reference, tmp_path, monkeypatch, capsys, damage)
+    assert calls == ["imitate"]
+    assert len(warnings) == 1 and "2-imitate.pt cannot be used" in warnings[0], warnings
+    _same(tmp_path / "run", before, ["1-wide.pt", "3-finetune.pt"])
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10, b"PK\x03\x04garbage", b"not a zip"])
+def test_unreadable_checkpoints_raise_bad_checkpoint(tmp_path, content):
+    path = tmp_path / "c.pt"
+    path.write_bytes(content)
+    with pytest.raises(BadCheckpoint):
+        load_checkpoint(path)
+
+
+def test_a_directory_or_a_list_where_a_checkpoint_should_be(tmp_path):
+    (tmp_path / "d.pt").mkdir()
+    with pytest.raises(BadCheckpoint):
+        load_checkpoint(tmp_path / "d.pt")
+    torch.save([1, 2], tmp_path / "l.pt")
+    with pytest.raises(BadCheckpoint, match="not a checkpoint"):
+        load_checkpoint(tmp_path / "l.pt")
+
+
+def test_the_checksum_covers_every_record_and_its_type():
+    from empirical.train import payload_digest
+    base = {"stage": "wide", "record": {"loss": 0.5, "n": 3, "ok": True}, "x": None}
+    variants = [{**base, "stage": "imitate"},
+                {**base, "record": {"loss": 0.5000000001, "n": 3, "ok": True}},
+                {**base, "record": {"loss": 0.5, "n": 3.0, "ok": True}},
+                {**base, "record": {"loss": 0.5, "n": 1, "ok": True}},
+                {**base, "record": {"loss": 0.5, "n": 3, "ok": 1}},
+                {**base, "x": "None"}, {**base, "x": [None]}, {**base, "x": (None,)}]
+    digests = {payload_digest(v) for v in variants}
+    assert payload_digest(base) not in digests and len(digests) == len(variants)
+
+
+def test_a_damaged_cache_entry_is_trained_again(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    a = run(fast_config("resnet", "teacher"), tmp_path / "a", progress=False, cache_dir=cache)
+    [entry] = cache.glob("*.pt")
+    raw = _raw(entry)
+    raw["record"]["wall_s"] = 0.0
+    torch.save(raw, entry)
+    capsys.readouterr()
+    b = run(fast_config("resnet", "teacher"), tmp_path / "b", progress=False, cache_dir=cache)
+    err = capsys.readouterr().err
+    assert "cached" not in b["stages"]["wide"] and b["metrics"] == a["metrics"]
+    assert err.count("warning") == 1 and entry.name in err
+    # the entry was written again, whole: a third run takes it
+    c = run(fast_config("resnet", "teacher"), tmp_path / "c", progress=False, cache_dir=cache)
+    assert c["stages"]["wide"]["cached"] is True
+
+
+def test_an_intact_checkpoint_of_another_configuration_is_refused_untouched(reference,
+                                                                            tmp_path):
+    _, ref_out = reference
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    body = load_checkpoint(out / "checkpoints" / "1-wide.pt")
+    save_checkpoint(out / "checkpoints" / "2-imitate.pt", body | {"config": {"seed": 99}})
+    before = _digests(out)
+    with pytest.raises(methods.UsageError, match="different configuration"):
+        run(fast_config("resnet", "ours"), out, resume=True, progress=False)
+    assert _digests(out) == before
