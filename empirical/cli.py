@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from gowide.cli import non_negative_int, positive_int
+from gowide.cli import non_negative_int, path_text, positive_int
 
 
 def _run(args) -> int:
@@ -102,14 +102,15 @@ def _methods(args) -> int:
 def _common(p) -> None:
     p.add_argument("--preset", default="tiny",
                    help="tiny | small | path to a TOML file (default tiny)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", type=path_text, required=True,
+                   help="output directory (not empty; a symbolic link must point somewhere)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="default auto: CUDA when present, else CPU")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a config entry, e.g. imitate.steps_per_block=50 "
                         "(repeatable; the value is TOML)")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=path_text, default=None,
                    help="directory with the Fashion-MNIST IDX files (dataset 'fashion')")
     p.add_argument("--threads", type=non_negative_int, default=None,
                    help="CPU threads for torch (default: the preset's; 0 = one per core)")

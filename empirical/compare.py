@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,10 +156,16 @@ def _finished(run_dir: Path, cfg) -> dict | None:
         return None
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        if not isinstance(result, dict) or not all(
+                isinstance(result.get(k), dict) for k in ("config", "metrics", "compute",
+                                                          "stages")):
+            raise ValueError("not a complete result of 'empirical run'")
+    except (OSError, ValueError, RecursionError) as exc:  # damaged: the run is done again
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(f"gowide: warning: {path} cannot be reused ({type(exc).__name__}: {reason}); "
+              "the run is done again", file=sys.stderr)
         return None
-    stored = result.get("config")
-    return result if isinstance(stored, dict) and same_config(stored, cfg) else None
+    return result if same_config(result["config"], cfg) else None
 
 
 def _run_seed(task: str, preset: str, seed: int, methods: list[str], out: Path,
@@ -555,8 +562,7 @@ def load_summary(out: str | Path) -> dict:
     path = Path(out) / "compare.json"
     if not path.exists():
         raise UsageError(f"{path} not found: run 'gowide empirical compare --out {out}' first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc})") from None
+    from gowide.paths import read_json
+
+    return read_json(path, "comparison")
 

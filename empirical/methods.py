@@ -376,17 +376,12 @@ def _check_stage(payload, stage: Stage, index: int, models: dict, cache_key: str
                 raise ValueError(f"{role}.{name} is {got}, this run expects {dtype} {shape}")
 
 
-def check_out(out: Path) -> None:
-    """UsageError unless ``out`` is a directory or can be created as one."""
-    out = Path(out)
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not existing.is_dir():
-        if existing == out:
-            raise UsageError(f"output path {str(out)!r} exists and is not a directory")
-        raise UsageError(f"cannot create output directory {str(out)!r}: {str(existing)!r} "
-                         "is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {str(existing)!r} is not writable")
+def check_out(out: str | Path) -> Path:
+    """UsageError unless ``out`` is a directory or can be created as one (not empty, no
+    dangling symbolic link, writable); returns it with symbolic links resolved."""
+    from gowide.paths import check_output_path
+
+    return check_output_path(out)
 
 
 def _warn(ctx, message: str) -> None:
@@ -450,9 +445,8 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     """Run ``cfg.method`` end to end; returns the result written to ``out/result.json``.
     ``cache_dir``: share finished stages with other methods' runs (module docstring)."""
     start = time.perf_counter()
-    out = Path(out)
     method = get_method(cfg.method)
-    check_out(out)
+    out = check_out(out)
     ctx = setup_context(cfg.device, progress, cfg.precision)
     task = make_task(cfg)
     torch.manual_seed(cfg.seed)

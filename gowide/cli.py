@@ -55,6 +55,20 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "an integer >= 0")
 
 
+def path_text(text: str) -> str:
+    """A path argument: refused when empty or whitespace only (an unset shell variable would
+    otherwise make it the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r} (empty)")
+    return text
+
+
+def path_arg(text: str):
+    from pathlib import Path
+
+    return Path(path_text(text))
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="gowide",

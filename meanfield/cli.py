@@ -6,7 +6,7 @@ import argparse
 import functools
 from pathlib import Path
 
-from gowide.cli import non_negative_int, positive_int
+from gowide.cli import non_negative_int, path_arg, positive_int
 from gowide.errors import UsageError
 
 ACTIVATION_NAMES = ("tanh", "relu", "gelu", "identity")
@@ -100,7 +100,8 @@ def register(sub) -> None:
 
 def _common_arguments(parser, seeds: bool = True) -> None:
     parser.add_argument("--quick", action="store_true", help="small preset for CI and laptops")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=path_arg, required=True,
+                        help="output directory (not empty)")
     if seeds:
         parser.add_argument("--seeds", type=positive_int, default=None,
                             help="number of seeds (0..N-1); default: the preset's")

@@ -232,3 +232,136 @@ def test_an_intact_checkpoint_of_another_configuration_is_refused_untouched(refe
     with pytest.raises(methods.UsageError, match="different configuration"):
         run(fast_config("resnet", "ours"), out, resume=True, progress=False)
     assert _digests(out) == before
+
+
+# -- validate first, then touch: paths -----------------------------------------------------
+
+def _main(argv, capsys):
+    from gowide.cli import main
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, err
+
+
+OUT_COMMANDS = [["empirical", "run", "--task", "resnet", "--device", "cpu"],
+                ["empirical", "compare", "--task", "resnet", "--device", "cpu"],
+                ["meanfield", "limits", "--quick"], ["meanfield", "compare", "--quick"],
+                ["meanfield", "depth", "--quick"], ["meanfield", "clouds", "--quick"],
+                ["reproduce", "--quick"], ["figures", "--quick"]]
+
+
+def _old_run(root: Path) -> dict:
+    (root / "checkpoints").mkdir()
+    (root / "result.json").write_text('{"old": true}\n')
+    (root / "checkpoints" / "1-wide.pt").write_bytes(b"old weights")
+    return _digests(root)
+
+
+@pytest.mark.parametrize("command", OUT_COMMANDS, ids=lambda c: " ".join(c[:2]))
+@pytest.mark.parametrize("value", ["", " ", "\t\n"])
+def test_an_empty_out_is_refused_and_the_current_directory_untouched(command, value, tmp_path,
+                                                                      monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = _old_run(tmp_path)
+    code, err = _main([*command, "--out", value], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "empty" in err, err
+    assert _digests(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", OUT_COMMANDS[:3] + OUT_COMMANDS[6:],
+                         ids=lambda c: " ".join(c[:2]))
+def test_a_dangling_symlink_as_out_fails_before_any_work(command, tmp_path, monkeypatch,
+                                                         capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    calls = []
+    monkeypatch.setattr(methods, "run_stage", lambda *a, **k: calls.append(a))
+    code, err = _main([*command, "--out", "link/sub" if "reproduce" in command else "link"],
+                      capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "symbolic link" in err, err
+    assert not calls and not (tmp_path / "nowhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
+def test_a_symlink_as_out_is_resolved(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert methods.check_out(tmp_path / "link") == (tmp_path / "real").resolve()
+    assert methods.check_out(str(tmp_path / "link" / "new")) == (tmp_path / "real" / "new"
+                                                                  ).resolve()
+
+
+# -- result files read by 'gowide figures' and reused by 'empirical compare' ---------------
+
+DAMAGES = {
+    "non-UTF-8": lambda p: p.write_bytes(b'{"a": "\xff\xfe"}'),
+    "deep nesting": lambda p: p.write_text("[" * 100_000 + "]" * 100_000),
+    "huge integer": lambda p: p.write_text('{"a": ' + "9" * 5000 + "}"),
+    "a directory": lambda p: (p.unlink(), p.mkdir()),
+    "empty": lambda p: p.write_text(""),
+    "a list": lambda p: p.write_text("[1, 2]"),
+    "missing keys": lambda p: p.write_text('{"config": {}}'),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_read_json_gives_one_usage_error(damage, tmp_path):
+    from gowide.errors import UsageError
+    from gowide.paths import read_json
+    path = tmp_path / "r.json"
+    path.write_text("{}")
+    DAMAGES[damage](path)
+    if damage == "missing keys":
+        return  # well-formed JSON: the readers check the keys
+    with pytest.raises(UsageError, match="r.json"):
+        read_json(path)
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_finished_run_is_not_reused_and_says_so(damage, tmp_path, capsys):
+    from empirical.compare import _finished
+    path = tmp_path / "result.json"
+    path.write_text("{}")
+    DAMAGES[damage](path)
+    assert _finished(tmp_path, fast_config("resnet", "ours")) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be reused" in err, err
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def committed_results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("figures")
+    shutil.copytree(REPO / "results", root / "results")
+    return root / "results"
+
+
+@pytest.mark.parametrize("where,damage", [
+    ("meanfield/limits/limits.json", "huge integer"),
+    ("empirical/resnet/compare.json", "empty"),
+    ("empirical/bert/compare.json", "deep nesting"),
+    ("empirical/bert/runs/ours/seed0/result.json", "a directory"),
+])
+def test_figures_replace_nothing_when_a_result_file_is_damaged(committed_results, where, damage,
+                                                               tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(committed_results, results)
+    target = results / where
+    assert target.exists(), where
+    DAMAGES[damage](target)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("limits_width.png", "REPORT.md", "manifest.json",
+                 "empirical_resnet_compute.png"):
+        (out / name).write_text(f"earlier {name}")
+    before = _digests(out)
+    code, err = _main(["figures", "--results", str(results), "--out", str(out)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert where.split("/")[-1] in err
+    assert _digests(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
+        p.rsplit("/")[-1] for p in before)
