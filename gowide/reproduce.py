@@ -259,7 +259,7 @@ JOBS = (
 
 
 def register(sub) -> None:
-    from gowide.cli import positive_int
+    from gowide.cli import threads_int
 
     parser = sub.add_parser(
         "reproduce",
@@ -269,8 +269,8 @@ def register(sub) -> None:
     )
     _locations(parser, "quick presets (minutes on 2 CPU cores)")
     parser.add_argument("--force", action="store_true", help="recompute results that exist")
-    parser.add_argument("--threads", type=positive_int, default=1,
-                        help="torch CPU threads for the simulations")
+    parser.add_argument("--threads", type=threads_int, default=1,
+                        help="torch CPU threads for the simulations, 1..1024")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=reproduce_command)
 

@@ -365,3 +365,73 @@ def test_figures_replace_nothing_when_a_result_file_is_damaged(committed_results
     assert where.split("/")[-1] in err
     assert _digests(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
         p.rsplit("/")[-1] for p in before)
+
+
+# -- bounds: huge numbers never reach torch or numpy ---------------------------------------
+
+HUGE = [str(10**20), str(10**30), str(2**64)]
+INT_OPTIONS = [(["empirical", "run", "--task", "resnet"], "--seed"),
+               (["empirical", "run", "--task", "resnet"], "--threads"),
+               (["empirical", "compare", "--task", "resnet"], "--seeds"),
+               (["empirical", "compare", "--task", "resnet"], "--jobs"),
+               (["empirical", "compare", "--task", "resnet"], "--threads"),
+               (["meanfield", "limits", "--quick"], "--seeds"),
+               (["meanfield", "limits", "--quick"], "--threads"),
+               (["meanfield", "compare", "--quick"], "--jobs"),
+               (["meanfield", "clouds", "--quick"], "--seed"),
+               (["reproduce", "--quick"], "--threads")]
+
+
+@pytest.mark.parametrize("command,option", INT_OPTIONS, ids=lambda x: str(x))
+@pytest.mark.parametrize("value", HUGE)
+def test_huge_integer_options_give_one_line(command, option, value, tmp_path, monkeypatch,
+                                            capsys):
+    monkeypatch.chdir(tmp_path)
+    before = _old_run(tmp_path)
+    code, err = _main([*command, "--out", ".", option, value], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "expected an integer" in err
+    assert _digests(tmp_path) == before
+
+
+@pytest.mark.parametrize("setting", ["wide_mult=1e20", "deeper_width_mult=1e30",
+                                     "model.width_mult=100.0", "model.base_width=100000",
+                                     "model.blocks_per_stage=100000000000000000000",
+                                     "wide.lr=1e300", "finetune.steps=100000000000000000000",
+                                     "imitate.batch_size=100000000000000000000",
+                                     "threads=100000000000000000000", "seed=4294967296",
+                                     "data.split_seed=100000000000000000000",
+                                     "wide.temperature=1e20", "imitate.stop_error=1e100"])
+def test_huge_config_values_fail_before_the_previous_result_is_deleted(setting, tmp_path,
+                                                                       monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = _old_run(tmp_path)
+    code, err = _main(["empirical", "run", "--task", "resnet", "--device", "cpu", "--out", ".",
+                       "--set", setting], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "Overflow" not in err
+    assert _digests(tmp_path) == before
+
+
+def test_every_numeric_config_field_is_bounded():
+    """The bounds derive from the fields: any int or float field, present or future, set to
+    10**20 is refused with a message naming it."""
+    import dataclasses
+
+    from empirical.config import RunConfig, build_config
+    from gowide.errors import UsageError
+
+    def numeric(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                       else f.default)
+            if dataclasses.is_dataclass(default):
+                yield from numeric(type(default), f"{prefix}{f.name}.")
+            elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                yield f"{prefix}{f.name}", type(default)
+
+    fields = list(numeric(RunConfig))
+    assert len(fields) > 30
+    for name, tp in fields:
+        value = "1e20" if tp is float else str(10**20)
+        with pytest.raises(UsageError, match=name.rsplit(".", 1)[-1]):
+            build_config("resnet", "ours", "tiny", [f"{name}={value}"])
