@@ -88,6 +88,9 @@ class DataConfig:
 
     def __post_init__(self):
         _check_choice("data.dataset", self.dataset, ("digits", "mnist5k", "fashion"))
+        if self.data_dir is not None and self.dataset != "fashion":
+            raise UsageError(f"data.data_dir (--data-dir) is read only with data.dataset = "
+                             f"\"fashion\", not {self.dataset!r}")
         _check_positive("data.vocab_size", self.vocab_size)
         _check_positive("data.max_len", self.max_len)
         _check_seed("data.split_seed", self.split_seed)

@@ -435,3 +435,92 @@ def test_every_numeric_config_field_is_bounded():
         value = "1e20" if tp is float else str(10**20)
         with pytest.raises(UsageError, match=name.rsplit(".", 1)[-1]):
             build_config("resnet", "ours", "tiny", [f"{name}={value}"])
+
+
+# -- data files ----------------------------------------------------------------------------
+
+def _idx(dims, payload: bytes | None = None) -> bytes:
+    import math
+    header = b"\x00\x00\x08" + bytes([len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    return header + (payload if payload is not None else bytes(math.prod(dims)))
+
+
+def _fashion_dir(root: Path, n_train=48, n_test=12, **replace) -> Path:
+    files = {"train-images-idx3-ubyte": _idx([n_train, 28, 28]),
+             "train-labels-idx1-ubyte": _idx([n_train], bytes(i % 10 for i in range(n_train))),
+             "t10k-images-idx3-ubyte": _idx([n_test, 28, 28]),
+             "t10k-labels-idx1-ubyte": _idx([n_test], bytes(i % 10 for i in range(n_test)))}
+    files.update(replace)
+    root.mkdir(exist_ok=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_well_formed_idx_files_load(tmp_path):
+    from empirical.data.images import load_fashion
+    d = load_fashion(data_dir=_fashion_dir(tmp_path / "ok"))
+    assert d.sizes() == {"train": 44, "val": 4, "test": 12}
+
+
+IDX_DAMAGES = {
+    "empty": ("train-images-idx3-ubyte", b"", "empty"),
+    "truncated header": ("train-images-idx3-ubyte", b"\x00\x00\x08\x03\x00", "header"),
+    "truncated data": ("train-images-idx3-ubyte", _idx([48, 28, 28])[:-100], "truncated"),
+    "trailing bytes": ("t10k-images-idx3-ubyte", _idx([12, 28, 28]) + b"x", "longer"),
+    "wrong magic": ("train-labels-idx1-ubyte", b"\x00\x00\x0d\x01" + _idx([48])[4:],
+                    "magic"),
+    "wrong dimensions": ("train-labels-idx1-ubyte", _idx([48, 1]), "dimensions"),
+    "zero dimension": ("t10k-images-idx3-ubyte", _idx([0, 28, 28]), "0"),
+    "count mismatch": ("t10k-labels-idx1-ubyte", _idx([11], bytes(11)), "labels"),
+    "label out of range": ("train-labels-idx1-ubyte", _idx([48], bytes([10] * 48)), "0..9"),
+    "image size mismatch": ("t10k-images-idx3-ubyte", _idx([12, 27, 28]), "images"),
+    "too few": ("train-labels-idx1-ubyte", _idx([4], bytes(4)), "labels"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(IDX_DAMAGES))
+def test_damaged_idx_files_give_one_usage_error_naming_the_file(damage, tmp_path):
+    from empirical.data.images import load_fashion
+    from gowide.errors import UsageError
+    name, data, words = IDX_DAMAGES[damage]
+    root = _fashion_dir(tmp_path / "d", **{name: data})
+    with pytest.raises(UsageError, match=words) as info:
+        load_fashion(data_dir=root)
+    message = str(info.value)
+    assert "\n" not in message and "-ubyte" in message
+
+
+def test_a_gz_name_on_a_plain_file(tmp_path):
+    from empirical.data.images import load_fashion
+    from gowide.errors import UsageError
+    root = _fashion_dir(tmp_path / "d")
+    (root / "train-images-idx3-ubyte").rename(root / "train-images-idx3-ubyte.gz")
+    with pytest.raises(UsageError, match=r"train-images-idx3-ubyte\.gz.*not a gzip file"):
+        load_fashion(data_dir=root)
+    import gzip
+    (root / "train-images-idx3-ubyte.gz").write_bytes(
+        gzip.compress(_idx([48, 28, 28]))[:-30])
+    with pytest.raises(UsageError, match="truncated"):
+        load_fashion(data_dir=root)
+
+
+def test_damaged_data_fails_at_load_before_the_previous_result_is_deleted(tmp_path,
+                                                                         monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    root = _fashion_dir(tmp_path / "data", **{"t10k-labels-idx1-ubyte": _idx([12],
+                                                                             bytes([200] * 12))})
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _old_run(out)
+    code, err = _main(["empirical", "run", "--task", "resnet", "--device", "cpu", "--out",
+                       str(out), "--set", 'data.dataset="fashion"', "--data-dir", str(root)],
+                      capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "t10k-labels" in err, err
+    assert _digests(out) == before
+
+
+def test_data_dir_for_a_dataset_that_does_not_read_it_is_refused(tmp_path, capsys):
+    code, err = _main(["empirical", "run", "--task", "resnet", "--device", "cpu", "--out",
+                       str(tmp_path / "o"), "--data-dir", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and "data_dir" in err and not (tmp_path / "o").exists()
