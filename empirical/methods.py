@@ -58,7 +58,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -297,7 +296,9 @@ def plan(cfg: RunConfig, task, world: int = 1) -> tuple[list[str], list[Stage]]:
 def check(cfgs: list[RunConfig]) -> None:
     """Check configurations as :func:`run` would, before any of them runs (the data is
     loaded once per distinct data setting)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    from gowide.environment import distributed
+
+    world = distributed()[0]
     tasks = {}
     for cfg in cfgs:
         check_device(cfg.device)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from empirical.config import SupervisedConfig
 from empirical.flops import ComputeLedger, count_flops
+from gowide.environment import distributed
 from gowide.errors import UsageError
 
 
@@ -132,7 +133,7 @@ def setup_context(device: str = "auto", progress: bool = True,
     if use_cuda and not amp:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world, _, local = distributed()
     rank = 0
     dev = torch.device("cuda" if use_cuda else "cpu")
     if world > 1:
@@ -140,7 +141,6 @@ def setup_context(device: str = "auto", progress: bool = True,
             dist.init_process_group("nccl" if use_cuda else "gloo")
         rank = dist.get_rank()
         if use_cuda:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
             dev = torch.device("cuda", local)
     return Context(dev, rank, world, amp=amp, progress=progress and rank == 0)

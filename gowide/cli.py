@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from gowide import __version__
 from gowide.errors import UsageError
@@ -100,18 +102,74 @@ def build_parser() -> Parser:
     return parser
 
 
+class _Interrupts:
+    """SIGINT handling of :func:`main`: held back while the parser is built (the imports of
+    the commands; an import cut in the middle can leave a module half initialised and fail
+    later in a way that no longer looks like Ctrl-C), then raised as KeyboardInterrupt; and
+    remembered, so that whatever an interrupted import or library raises afterwards is still
+    reported as the interruption it is."""
+
+    def __init__(self):
+        self.seen = False
+        self.hold = True
+        self.previous = None
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        if not self.hold:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def release(self):
+        self.hold = False
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        result = args.func(args)
-    except UsageError as exc:
-        print(f"gowide: error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("gowide: interrupted", file=sys.stderr)
-        return 130
+    """Run one command. Every failure ends in one line on stderr: bad input exit 2,
+    Ctrl-C at any moment (parser construction and the imports of the commands included) 130,
+    an operating-system error (a full disk, a missing permission) or running out of memory
+    1. Anything else is a bug and keeps its traceback."""
+    with _Interrupts() as interrupts:
+        try:
+            parser = build_parser()
+            interrupts.release()
+            args = parser.parse_args(argv)
+            result = args.func(args)
+        except UsageError as exc:
+            return _fail(f"gowide: error: {exc}", 2)
+        except KeyboardInterrupt:
+            return _fail("gowide: interrupted", 130)
+        except OSError as exc:
+            if interrupts.seen:
+                return _fail("gowide: interrupted", 130)
+            where = f": {exc.filename!s}" if exc.filename else ""
+            what = exc.strerror or str(exc) or type(exc).__name__
+            return _fail(f"gowide: error: {what}{where}", 1)
+        except MemoryError:
+            return _fail("gowide: error: out of memory", 1)
+        except Exception:
+            if interrupts.seen:  # e.g. a module left half imported by the interruption
+                return _fail("gowide: interrupted", 130)
+            raise
     return int(result or 0)
+
+
+def _fail(message: str, code: int) -> int:
+    try:
+        print(one_line(message)[:2000], file=sys.stderr)
+    except (OSError, KeyboardInterrupt):  # stderr closed, or a second Ctrl-C
+        pass
+    return code
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import shutil
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from empirical_helpers import fast_config
@@ -524,3 +525,143 @@ def test_data_dir_for_a_dataset_that_does_not_read_it_is_refused(tmp_path, capsy
     code, err = _main(["empirical", "run", "--task", "resnet", "--device", "cpu", "--out",
                        str(tmp_path / "o"), "--data-dir", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and "data_dir" in err and not (tmp_path / "o").exists()
+
+
+# -- bad moments: every failure is one line ------------------------------------------------
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
+    import gowide.cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gowide.cli.importlib, "import_module", interrupted)
+    code, err = _main(["meanfield", "limits", "--quick", "--out", "x"], capsys)
+    assert code == 130 and err == "gowide: interrupted\n"
+
+
+def test_ctrl_c_in_a_real_process_at_start_up(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "out"
+    for delay in (0.05, 0.2, 0.35, 0.5, 0.8, 1.2, 1.8):
+        proc = subprocess.Popen([sys.executable, "-m", "gowide", "empirical", "run", "--task",
+                                 "resnet", "--device", "cpu", "--quiet", "--out", str(out)],
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                env=dict(os.environ, OMP_NUM_THREADS="1"))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        # before Python's own handler is installed, SIGINT ends the interpreter silently
+        assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE"), ({"WORLD_SIZE": "99999999999999999999"}, "WORLD_SIZE"),
+    ({"WORLD_SIZE": "2"}, "MASTER_ADDR"), ({"WORLD_SIZE": "0"}, "WORLD_SIZE"),
+    ({"RANK": "-1"}, "RANK"), ({"WORLD_SIZE": "1", "LOCAL_RANK": "3"}, "LOCAL_RANK")])
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_bad_distributed_environment_is_one_line(env, words, command, tmp_path, monkeypatch,
+                                                   capsys):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _old_run(out)
+    code, err = _main(["empirical", command, "--task", "resnet", "--device", "cpu", "--quiet",
+                       "--out", str(out)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+    assert _digests(out) == before
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import gowide.atomic
+
+    real = gowide.atomic._replace_into
+
+    def full(path, write):
+        if Path(path).name == "result.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write)
+
+    monkeypatch.setattr(gowide.atomic, "_replace_into", full)
+    out = tmp_path / "out"
+    code, err = _main(["empirical", "run", "--task", "resnet", "--device", "cpu", "--quiet",
+                       "--out", str(out), "--set", "wide.steps=2", "--set", "finetune.steps=2",
+                       "--set", "imitate.steps_per_block=1", "--set", "model.base_width=4"],
+                      capsys)
+    assert code == 1 and err == f"gowide: error: No space left on device: {out / 'result.json'}\n"
+    for name in STAGES:  # the stages' checkpoints stay, whole: --resume takes them
+        load_checkpoint(out / "checkpoints" / name)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_missing_permission_is_one_line(tmp_path, monkeypatch, capsys):
+    import gowide.reproduce
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/somewhere/limits.json")
+
+    monkeypatch.setattr(gowide.reproduce, "_draw_all", denied)
+    monkeypatch.setattr(gowide.reproduce, "JOBS", ())
+    code, err = _main(["figures", "--results", str(tmp_path), "--out", str(tmp_path / "o")],
+                      capsys)
+    assert code == 1 and err == "gowide: error: Permission denied: /somewhere/limits.json\n"
+    assert not (tmp_path / "o").exists()  # the directory it created is removed again
+
+
+# -- the meanfield Python API --------------------------------------------------------------
+
+def _arrays(L=2, N=3, d=2, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(L, N, d)).astype(dtype), rng.normal(size=(L, N, d)).astype(dtype),
+            rng.normal(size=(L, N)).astype(dtype))
+
+
+def test_meanfield_api_refuses_empty_integer_and_complex_inputs():
+    from meanfield import GaussianParticleLaw, MeanFieldResNet, linear_ode_solution, subsample
+
+    net = MeanFieldResNet.from_arrays(*_arrays())
+    assert np.isfinite(net(np.ones((4, 2)))).all()
+    assert np.isfinite(net(np.ones((4, 2), dtype=np.int64))).all()  # integer inputs are exact
+    with pytest.raises(ValueError, match="width"):
+        MeanFieldResNet.from_arrays(*_arrays(N=0))
+    with pytest.raises(ValueError, match="depth"):
+        MeanFieldResNet.from_arrays(*_arrays(L=0))
+    with pytest.raises(TypeError, match="floating-point.*int64"):
+        MeanFieldResNet.from_arrays(*_arrays(dtype=np.int64))
+    with pytest.raises(TypeError, match="floating-point.*bool"):
+        MeanFieldResNet.from_arrays(*[x > 0 for x in _arrays()])
+    with pytest.raises(TypeError, match="complex"):
+        MeanFieldResNet.from_arrays(*_arrays(dtype=np.complex128))
+    with pytest.raises(TypeError, match="complex"):
+        net(np.ones((4, 2)) + 1j)
+    with pytest.raises(TypeError, match="complex"):
+        net.states(torch.ones(4, 2, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="floating-point"):
+        MeanFieldResNet(*(torch.as_tensor(x).long() for x in _arrays()))
+    a, w, b = (x[0] for x in _arrays())
+    x0 = np.ones((1, 2))
+    assert np.isfinite(linear_ode_solution(a, w, b, x0)).all()
+    with pytest.raises(ValueError, match="N = 0"):
+        linear_ode_solution(a[:0], w[:0], b[:0], x0)
+    with pytest.raises(TypeError, match="complex"):
+        linear_ode_solution(a + 0j, w, b, x0)
+    with pytest.raises(TypeError, match="floating-point"):
+        linear_ode_solution(a.astype(int), w, b, x0)
+    law = GaussianParticleLaw.random(2, seed=0)
+    for bad, error in ((0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="n \\(particles\\)"):
+            law.sample_family(bad, np.random.default_rng(0))
+        with pytest.raises(error, match="n \\(particles\\)"):
+            subsample(net, bad, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="depth"):
+        law.sample_family(3, np.random.default_rng(0)).network(0)
