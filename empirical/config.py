@@ -485,6 +485,10 @@ def build_config(task: str, method: str, preset: str = "tiny",
     """Preset table of ``task``, then ``overrides`` (``a.b=value``), then ``fields``."""
     _check_choice("task", task, TASKS)
     doc = load_preset(preset)
+    unknown = [k for k in doc if k not in TASKS]
+    if unknown:
+        raise UsageError(f"preset {preset!r}: unknown table [{unknown[0]}]; a preset holds "
+                         f"the tables {' and '.join(f'[{t}]' for t in TASKS)} only")
     others = [t for t in TASKS if t in doc]
     if task not in doc and others:
         raise UsageError(f"preset {preset!r} has no [{task}] table (it is a preset for "

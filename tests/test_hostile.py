@@ -665,3 +665,43 @@ def test_meanfield_api_refuses_empty_integer_and_complex_inputs():
             subsample(net, bad, np.random.default_rng(0))
     with pytest.raises(ValueError, match="depth"):
         law.sample_family(3, np.random.default_rng(0)).network(0)
+
+
+@pytest.mark.parametrize("module,relpath,damage", [
+    ("figures.fig_limits", "meanfield/limits/limits.json", "non-UTF-8"),
+    ("figures.fig_limits", "meanfield/limits/limits.json", "missing keys"),
+    ("figures.fig_depth", "meanfield/depth/depth.json", "deep nesting"),
+    ("figures.fig_compare", "meanfield/compare/compare.json", "huge integer"),
+    ("figures.fig_clouds", "meanfield/clouds/clouds.json", "a directory"),
+    ("figures.fig_empirical", "empirical/resnet/compare.json", "empty"),
+    ("figures.fig_empirical", "empirical/resnet/runs/ours/seed0/result.json", "non-UTF-8"),
+])
+def test_figure_scripts_give_one_line_and_replace_nothing(module, relpath, damage,
+                                                          committed_results, tmp_path, capsys):
+    import importlib
+    results = tmp_path / "results"
+    shutil.copytree(committed_results, results)
+    DAMAGES[damage](results / relpath)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "limits_width.png").write_text("earlier")
+    before = _digests(out)
+    argv = ([str(results / "empirical" / "resnet")] if module.endswith("empirical")
+            else [str(results / relpath)])
+    with pytest.raises(SystemExit) as info:
+        importlib.import_module(module).main([*argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) <= 2, err  # usage + error
+    assert "Traceback" not in err and _digests(out) == before
+    assert sorted(p.name for p in out.iterdir()) == ["limits_width.png"]
+
+
+@pytest.mark.parametrize("text", ['[resnett]\nwide_mult = 2.0\n', 'wide_mult = 2.0\n',
+                                  '[resnet]\n[bert]\n[extra]\n'])
+def test_a_misspelt_preset_table_is_refused_not_replaced_by_defaults(text, tmp_path):
+    from empirical.config import build_config
+    from gowide.errors import UsageError
+    preset = tmp_path / "p.toml"
+    preset.write_text(text)
+    with pytest.raises(UsageError, match="unknown table"):
+        build_config("resnet", "ours", str(preset))
