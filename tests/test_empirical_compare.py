@@ -101,8 +101,8 @@ def test_compare_cli_reuses_finished_runs_and_shares_stages(tmp_path, capsys):
         assert set(c) >= {"claim", "measured", "interval", "held"}
     assert (out / "compare.md").exists()
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
-        "empirical_resnet_blocks.png", "empirical_resnet_compute.png",
-        "empirical_resnet_curves.png"]
+        "empirical_resnet_anytime.png", "empirical_resnet_blocks.png",
+        "empirical_resnet_compute.png", "empirical_resnet_curves.png"]
     assert not (out / "cache").exists() and not list(out.rglob("checkpoints/*.pt"))
     # ours_no_ft took the wide and imitation stages of ours from the cache, unchanged
     no_ft = json.loads((out / "runs" / "ours_no_ft" / "seed1" / "result.json").read_text())
