@@ -150,6 +150,21 @@ def _run_dir(out: Path, method: str, seed: int) -> Path:
     return out / "runs" / method / f"seed{seed}"
 
 
+def _check_readable(result: dict) -> None:
+    """Read from one run's result what the summary and the anytime curves read (raises what
+    a damaged result makes them raise), before the result is taken as finished."""
+    values = metric_values(result)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+        raise TypeError("a compared metric is not a number")
+    _gate_facts(result)
+    c = result["compute"]
+    for key in ("train_flops", "teacher_flops", "student_flops"):
+        if key in c and (isinstance(c[key], bool) or not isinstance(c[key], (int, float))):
+            raise TypeError(f"compute.{key} is not a number")
+    result["params"].get(result["final_model"])
+    anytime.curve(result)
+
+
 def _finished(run_dir: Path, cfg) -> dict | None:
     path = run_dir / "result.json"
     if not path.exists():
@@ -160,7 +175,9 @@ def _finished(run_dir: Path, cfg) -> dict | None:
                 isinstance(result.get(k), dict) for k in ("config", "metrics", "compute",
                                                           "stages")):
             raise ValueError("not a complete result of 'empirical run'")
-    except (OSError, ValueError, RecursionError) as exc:  # damaged: the run is done again
+        _check_readable(result)
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, IndexError,
+            AttributeError, ArithmeticError) as exc:  # damaged: the run is done again
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
         print(f"gowide: warning: {path} cannot be reused ({type(exc).__name__}: {reason}); "
               "the run is done again", file=sys.stderr)

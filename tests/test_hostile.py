@@ -705,3 +705,19 @@ def test_a_misspelt_preset_table_is_refused_not_replaced_by_defaults(text, tmp_p
     preset.write_text(text)
     with pytest.raises(UsageError, match="unknown table"):
         build_config("resnet", "ours", str(preset))
+
+
+def test_every_committed_run_is_readable_and_a_damaged_one_is_not():
+    import json as _json
+
+    from empirical.compare import _check_readable
+    paths = sorted((REPO / "results" / "empirical").rglob("runs/*/seed*/result.json"))
+    assert len(paths) > 20
+    for path in paths:
+        _check_readable(_json.loads(path.read_text(encoding="utf-8")))
+    result = _json.loads(paths[0].read_text(encoding="utf-8"))
+    for damage in ("metrics", "compute", "params"):
+        broken = _json.loads(_json.dumps(result))
+        broken[damage] = {"": None} if damage != "params" else []
+        with pytest.raises((KeyError, TypeError, AttributeError, ValueError)):
+            _check_readable(broken)
