@@ -758,3 +758,29 @@ def test_a_damaged_tokenizer_cache_is_trained_again(tmp_path, monkeypatch, capsy
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "tokenizer cache" in err, err
         assert cached.read_bytes() == good  # replaced by the retrained one
+
+
+def test_ctrl_c_during_training_is_one_line_and_keeps_the_finished_stages(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "gowide", "empirical", "run", "--task", "resnet", "--device",
+            "cpu", "--quiet", "--out", str(out), "--set", "model.base_width=4",
+            "--set", "wide.steps=5", "--set", "imitate.steps_per_block=2000",
+            "--set", "imitate.batch_size=32", "--set", "model.blocks_per_stage=1"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    first = out / "checkpoints" / "1-wide.pt"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # inside stage 2
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err == "gowide: interrupted\n", (proc.returncode, err)
+    load_checkpoint(first)
+    assert not (out / "result.json").exists() and not list(out.rglob("*.tmp"))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["1-wide.pt"]
