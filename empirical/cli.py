@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from gowide.cli import non_negative_int, positive_int
+from gowide.cli import jobs_int, path_text, seed_int, seeds_count, threads_or_default
 
 
 def _run(args) -> int:
@@ -102,17 +102,19 @@ def _methods(args) -> int:
 def _common(p) -> None:
     p.add_argument("--preset", default="tiny",
                    help="tiny | small | path to a TOML file (default tiny)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", type=path_text, required=True,
+                   help="output directory (not empty; a symbolic link must point somewhere)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="default auto: CUDA when present, else CPU")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a config entry, e.g. imitate.steps_per_block=50 "
                         "(repeatable; the value is TOML)")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=path_text, default=None,
                    help="directory with the Fashion-MNIST IDX files (dataset 'fashion')")
-    p.add_argument("--threads", type=non_negative_int, default=None,
-                   help="CPU threads for torch (default: the preset's; 0 = one per core)")
+    p.add_argument("--threads", type=threads_or_default, default=None,
+                   help="CPU threads for torch, 0..1024 (default: the preset's; 0 = one per "
+                        "core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
@@ -128,7 +130,8 @@ def register(subparsers) -> None:
     run_p.add_argument("--task", required=True, choices=("resnet", "bert"))
     run_p.add_argument("--method", default="ours", help="method name (see 'empirical methods')")
     _common(run_p)
-    run_p.add_argument("--seed", type=int, default=None, help="seed (default: the preset's, 0)")
+    run_p.add_argument("--seed", type=seed_int, default=None,
+                       help="seed, 0..2**32-1 (default: the preset's, 0)")
     run_p.add_argument("--resume", action="store_true",
                        help="reuse the checkpoints of finished stages in --out")
     run_p.set_defaults(func=_run)
@@ -138,13 +141,13 @@ def register(subparsers) -> None:
         description="Run the methods on seeds 0..N-1 (finished runs in --out are reused), "
                     "then write DIR/compare.json, DIR/compare.md and DIR/figures/.")
     cmp_p.add_argument("--task", required=True, choices=("resnet", "bert"))
-    cmp_p.add_argument("--seeds", type=positive_int, default=3,
-                       help="number of seeds, 0..N-1 (default 3)")
+    cmp_p.add_argument("--seeds", type=seeds_count, default=3,
+                       help="number of seeds N, 1..1000: seeds 0..N-1 (default 3)")
     cmp_p.add_argument("--methods", default=None,
                        help="comma-separated subset of methods (default: all)")
     _common(cmp_p)
-    cmp_p.add_argument("--jobs", type=positive_int, default=1,
-                       help="seeds run at once, each in a one-thread process (needs "
+    cmp_p.add_argument("--jobs", type=jobs_int, default=1,
+                       help="seeds run at once (1..256), each in a one-thread process (needs "
                             "--threads 1 or the preset's threads = 1; default 1)")
     cmp_p.add_argument("--pilot", action="store_true",
                        help="run seed 0 first and stop after it when a gate fails "

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,16 +150,39 @@ def _run_dir(out: Path, method: str, seed: int) -> Path:
     return out / "runs" / method / f"seed{seed}"
 
 
+def _check_readable(result: dict) -> None:
+    """Read from one run's result what the summary and the anytime curves read (raises what
+    a damaged result makes them raise), before the result is taken as finished."""
+    values = metric_values(result)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.values()):
+        raise TypeError("a compared metric is not a number")
+    _gate_facts(result)
+    c = result["compute"]
+    for key in ("train_flops", "teacher_flops", "student_flops"):
+        if key in c and (isinstance(c[key], bool) or not isinstance(c[key], (int, float))):
+            raise TypeError(f"compute.{key} is not a number")
+    result["params"].get(result["final_model"])
+    anytime.curve(result)
+
+
 def _finished(run_dir: Path, cfg) -> dict | None:
     path = run_dir / "result.json"
     if not path.exists():
         return None
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        if not isinstance(result, dict) or not all(
+                isinstance(result.get(k), dict) for k in ("config", "metrics", "compute",
+                                                          "stages")):
+            raise ValueError("not a complete result of 'empirical run'")
+        _check_readable(result)
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, IndexError,
+            AttributeError, ArithmeticError) as exc:  # damaged: the run is done again
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(f"gowide: warning: {path} cannot be reused ({type(exc).__name__}: {reason}); "
+              "the run is done again", file=sys.stderr)
         return None
-    stored = result.get("config")
-    return result if isinstance(stored, dict) and same_config(stored, cfg) else None
+    return result if same_config(result["config"], cfg) else None
 
 
 def _run_seed(task: str, preset: str, seed: int, methods: list[str], out: Path,
@@ -555,8 +579,7 @@ def load_summary(out: str | Path) -> dict:
     path = Path(out) / "compare.json"
     if not path.exists():
         raise UsageError(f"{path} not found: run 'gowide empirical compare --out {out}' first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc})") from None
+    from gowide.paths import read_json
+
+    return read_json(path, "comparison")
 

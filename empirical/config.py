@@ -25,6 +25,14 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("resnet", "bert")
 BASELINES = ("scratch", "deeper")  # baselines with their own training tables
 SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT)
+# Upper bounds of every number in a configuration (docs/reliability.md), by field name; a
+# field without its own entry gets the default of its type, so a new field is bounded too.
+INT_MAX = 10**9
+FLOAT_MAX = 1e9
+UPPER = {"threads": 1024, "wide_mult": 64.0, "deeper_width_mult": 64.0, "width_mult": 64.0,
+         "seed": SEED_LIMIT - 1, "split_seed": SEED_LIMIT - 1,
+         "blocks_per_stage": 256, "layers": 256, "deeper_depth": 256}
+PARAMS_MAX = 2 * 10**9  # parameters of one member (thin, wide, deeper) of the model family
 
 
 def _check_choice(where: str, value, choices):
@@ -44,6 +52,26 @@ def _check_non_negative(where: str, value):
         raise UsageError(f"{where} must be a finite number >= 0, got {value!r}")
 
 
+def _check_bounds(where: str, value) -> None:
+    """Every int and float in ``value`` (a config as nested dicts and lists) finite and
+    within [-UPPER, UPPER] of its field name (default INT_MAX or FLOAT_MAX); the lower bounds
+    are the fields' own checks."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_bounds(f"{where}.{key}" if where else str(key), item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_bounds(where, item)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        name = where.rsplit(".", 1)[-1]
+        limit = UPPER.get(name, INT_MAX if isinstance(value, int) else FLOAT_MAX)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{where} must be finite, got {value!r}")
+        if abs(value) > limit:
+            shown = value if abs(value) < 10**30 else f"{float(value):.3g}"
+            raise UsageError(f"{where} must be at most {limit:g} in magnitude, got {shown}")
+
+
 def _check_seed(where: str, value):
     if not 0 <= value < SEED_LIMIT:
         raise UsageError(f"{where} must be an integer in [0, 2**32), got {value!r}")
@@ -60,6 +88,9 @@ class DataConfig:
 
     def __post_init__(self):
         _check_choice("data.dataset", self.dataset, ("digits", "mnist5k", "fashion"))
+        if self.data_dir is not None and self.dataset != "fashion":
+            raise UsageError(f"data.data_dir (--data-dir) is read only with data.dataset = "
+                             f"\"fashion\", not {self.dataset!r}")
         _check_positive("data.vocab_size", self.vocab_size)
         _check_positive("data.max_len", self.max_len)
         _check_seed("data.split_seed", self.split_seed)
@@ -219,6 +250,7 @@ class RunConfig:
         self.validate()
 
     def validate(self):
+        _check_bounds("", self.to_dict())
         _check_choice("task", self.task, TASKS)
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
@@ -320,11 +352,43 @@ def _check_model(cfg: RunConfig) -> None:
     for role, changes in (("thin", {}), ("wide", {"width_mult": cfg.wide_mult}),
                           ("deeper", deeper)):
         try:
-            family(**(cfg.model | changes))
+            member = family(**(cfg.model | changes))
         except TypeError as exc:
             raise UsageError(f"[model] for {cfg.task}: {exc}") from None
         except UsageError as exc:
             raise UsageError(f"[model] ({role} member): {exc}") from None
+        params = _count_params(cfg.task, member)
+        if params is not None and params > PARAMS_MAX:
+            raise UsageError(f"[model] ({role} member): {params:.3g} parameters, more than "
+                             f"the limit of {PARAMS_MAX:.0e}; lower the widths, depths or "
+                             "multipliers")
+
+
+_PARAMS: dict[str, int | None] = {}
+
+
+def _count_params(task: str, member) -> int | None:
+    """Parameters of a model family member, built on the meta device (no memory, no random
+    numbers drawn; remembered per member); None where it cannot be built there."""
+    key = f"{task}:{member!r}"
+    if key not in _PARAMS:
+        _PARAMS[key] = _build_and_count(task, member)
+    return _PARAMS[key]
+
+
+def _build_and_count(task: str, member) -> int | None:
+    import torch
+
+    if task == "resnet":
+        from empirical.models.resnet import ResNet as cls
+    else:
+        from empirical.models.bert import Bert as cls
+    try:
+        with torch.device("meta"):
+            model = cls(member)
+    except Exception:  # the real build reports it, as before
+        return None
+    return sum(p.numel() for p in model.parameters())
 
 
 def _is_dataclass_type(tp) -> bool:
@@ -421,6 +485,10 @@ def build_config(task: str, method: str, preset: str = "tiny",
     """Preset table of ``task``, then ``overrides`` (``a.b=value``), then ``fields``."""
     _check_choice("task", task, TASKS)
     doc = load_preset(preset)
+    unknown = [k for k in doc if k not in TASKS]
+    if unknown:
+        raise UsageError(f"preset {preset!r}: unknown table [{unknown[0]}]; a preset holds "
+                         f"the tables {' and '.join(f'[{t}]' for t in TASKS)} only")
     others = [t for t in TASKS if t in doc]
     if task not in doc and others:
         raise UsageError(f"preset {preset!r} has no [{task}] table (it is a preset for "

@@ -37,13 +37,19 @@ unigram baseline of the masked-LM loss (:meth:`empirical.tasks.BertTask.unigram_
 Every input is checked (:func:`plan`) before anything trains or any file is written. A run
 writes ``DIR/checkpoints/<i>-<stage>.pt`` after each stage (atomically), then
 ``DIR/model.pt`` (the final model's weights) and ``DIR/result.json``. ``resume=True`` loads
-the finished stages' checkpoints instead of running them again; one that cannot be loaded
-(a damaged file) is reported on stderr and its stage runs again, and temporary files left by
-an interrupted writer are removed. With ``cache_dir``, the state
+the finished stages' checkpoints instead of running them again. Each checkpoint carries a
+SHA-256 of its whole payload (mandatory), its stage's name and number; before one is used,
+its checksum, its stage, its configuration and every model's parameter names, dtypes and
+shapes are checked against this run. An intact checkpoint of another configuration is a
+UsageError (another run's directory: nothing is touched); any other mismatch or damage is
+reported in one line on stderr and its stage runs again. Temporary files left by an
+interrupted writer are removed. With ``cache_dir``, the state
 after every stage is also stored there under a hash of the configuration and of the stages
 so far, so methods that begin with the same stages (every method with a wide teacher, for one
 seed) train them once: a cached stage keeps its record, its FLOPs and its wall time, and is
-marked ``"cached": true``. Training is deterministic on CPU, so this changes no number.
+marked ``"cached": true``. A cache entry is checked as a checkpoint is, and also carries its
+key; one that fails is reported and its stage trained (and stored) again. Training is
+deterministic on CPU, so this changes no number.
 """
 
 from __future__ import annotations
@@ -52,7 +58,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -291,7 +296,9 @@ def plan(cfg: RunConfig, task, world: int = 1) -> tuple[list[str], list[Stage]]:
 def check(cfgs: list[RunConfig]) -> None:
     """Check configurations as :func:`run` would, before any of them runs (the data is
     loaded once per distinct data setting)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    from gowide.environment import distributed
+
+    world = distributed()[0]
     tasks = {}
     for cfg in cfgs:
         check_device(cfg.device)
@@ -303,20 +310,79 @@ def check(cfgs: list[RunConfig]) -> None:
         plan(cfg, task, world)
 
 
-STAGE_KEYS = {"config", "record", "ledger", "models"}
+STAGE_KEYS = {"stage", "index", "config", "record", "ledger", "models"}
 
 
-def check_out(out: Path) -> None:
-    """UsageError unless ``out`` is a directory or can be created as one."""
-    out = Path(out)
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not existing.is_dir():
-        if existing == out:
-            raise UsageError(f"output path {str(out)!r} exists and is not a directory")
-        raise UsageError(f"cannot create output directory {str(out)!r}: {str(existing)!r} "
-                         "is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {str(existing)!r} is not writable")
+def _expected_models(task, stages: list[Stage], final_role: str) -> list[dict]:
+    """For each stage, the models a checkpoint after it must hold: role -> {parameter or
+    buffer name: (dtype, shape)}, from models built without touching the random state."""
+    shapes: dict[str, dict] = {}
+
+    def of(role: str) -> dict:
+        if role not in shapes:
+            base = final_role if role == "downstream" else role
+            with torch.random.fork_rng(devices=[]):
+                model = task.build(base)
+            shapes[role] = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
+        return shapes[role]
+
+    out, roles = [], {}
+    for stage in stages:
+        for role in (stage.role, stage.teacher):
+            if role is not None:
+                roles[role] = of(role)
+        out.append(dict(roles))
+    return out
+
+
+def _check_stage(payload, stage: Stage, index: int, models: dict, cache_key: str | None):
+    """ValueError naming the first thing in a (checksummed) stage payload that is not what
+    this run expects at stage ``index``: its stage, its structure, its types, its shapes."""
+    if not isinstance(payload, dict) or not STAGE_KEYS <= payload.keys():
+        raise ValueError("not a stage checkpoint")
+    if payload["stage"] != stage.name or payload["index"] != index:
+        raise ValueError(f"it holds stage {payload['stage']!r} (number {payload['index']!r}), "
+                         f"not {stage.name!r} (number {index})")
+    if cache_key is not None and payload.get("cache_key") != cache_key:
+        raise ValueError("it was stored under another cache key")
+    if not isinstance(payload["config"], dict):
+        raise ValueError("its configuration is not a table")
+    record = payload["record"]
+    if not isinstance(record, dict) or not isinstance(record.get("eval"), dict):
+        raise ValueError("its stage record is not a table with an evaluation")
+    wall = record.get("wall_s", 0.0)
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not math.isfinite(wall):
+        raise ValueError("its wall time is not a finite number")
+    ledger = payload["ledger"]
+    if not isinstance(ledger, list):
+        raise ValueError("its compute ledger is not a list")
+    for row in ledger:
+        if not (isinstance(row, dict) and isinstance(row.get("stage"), str)
+                and all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool)
+                        and row[k] >= 0 for k in ("flops_per_step", "steps", "flops"))):
+            raise ValueError("a row of its compute ledger is malformed")
+    held = payload["models"]
+    if not isinstance(held, dict) or set(held) != set(models):
+        names = sorted(map(str, held)) if isinstance(held, dict) else type(held).__name__
+        raise ValueError(f"it holds the models {names}, not {sorted(models)}")
+    for role, expected in models.items():
+        sd = held[role]
+        if not isinstance(sd, dict) or set(sd) != set(expected):
+            raise ValueError(f"the {role} model's parameters are not those of this run")
+        for name, (dtype, shape) in expected.items():
+            t = sd[name]
+            if not isinstance(t, torch.Tensor) or t.dtype != dtype or tuple(t.shape) != shape:
+                got = (f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor)
+                       else type(t).__name__)
+                raise ValueError(f"{role}.{name} is {got}, this run expects {dtype} {shape}")
+
+
+def check_out(out: str | Path) -> Path:
+    """UsageError unless ``out`` is a directory or can be created as one (not empty, no
+    dangling symbolic link, writable); returns it with symbolic links resolved."""
+    from gowide.paths import check_output_path
+
+    return check_output_path(out)
 
 
 def _warn(ctx, message: str) -> None:
@@ -324,33 +390,45 @@ def _warn(ctx, message: str) -> None:
         print(f"gowide: warning: {message}", file=sys.stderr)
 
 
-def _read_stage(path: Path, ctx) -> dict | None:
-    """A stage checkpoint's payload, or None (with a warning) when the file is damaged."""
+def _read_stage(path: Path, ctx, stage: Stage, index: int, models: dict,
+                cache_key: str | None = None, config: dict | None = None) -> dict | None:
+    """A stage checkpoint's payload, or None (with a one-line warning) when the file is
+    damaged or is not the checkpoint this run expects at stage ``index`` (another stage,
+    another cache key, other models, shapes or types). With ``config``: an intact file
+    written with another configuration is a UsageError (another run's directory)."""
     try:
         payload = load_checkpoint(path)
-        if not isinstance(payload, dict) or not STAGE_KEYS <= payload.keys():
-            raise ValueError("not a stage checkpoint")
-        return payload
     except Exception as exc:  # whatever the damage, the stage runs again
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        _warn(ctx, f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {reason}); "
-                   "its stage runs again")
-        return None
+        return _unusable(ctx, path, exc)
+    if config is not None and payload.get("config") != config:
+        raise UsageError(f"--resume: {path} was written with a different configuration; "
+                         "use another --out or run without --resume")
+    try:
+        _check_stage(payload, stage, index, models, cache_key)
+    except Exception as exc:
+        return _unusable(ctx, path, exc)
+    return payload
 
 
-def _resumable(ckpt_dir: Path, stages: list[Stage], key: dict, ctx) -> dict[int, dict]:
+def _unusable(ctx, path: Path, exc: Exception) -> None:
+    reason = (str(exc).strip().splitlines() or [""])[0][:200]
+    _warn(ctx, f"checkpoint {path} cannot be used ({type(exc).__name__}: {reason}); "
+               "its stage runs again")
+
+
+def _resumable(ckpt_dir: Path, stages: list[Stage], key: dict, ctx,
+               models: list[dict]) -> dict[int, dict]:
     """The checkpoints ``--resume`` can use, by stage index, read before anything is written:
-    one written with another configuration is an error, a damaged one is skipped."""
+    an intact one written with another configuration is an error; a damaged one, or one that
+    is not this stage's (its name, its number, its models' shapes and types) is skipped with
+    a warning."""
     found = {}
     for i, stage in enumerate(stages):
         path = ckpt_dir / f"{i + 1}-{stage.name}.pt"
-        payload = _read_stage(path, ctx) if path.exists() else None
-        if payload is None:
-            continue
-        if payload["config"] != key:
-            raise UsageError(f"--resume: {path} was written with a different configuration; "
-                             "use another --out or run without --resume")
-        found[i] = payload
+        payload = (_read_stage(path, ctx, stage, i + 1, models[i], config=key)
+                   if path.exists() or path.is_symlink() else None)
+        if payload is not None:
+            found[i] = payload
     return found
 
 
@@ -368,16 +446,16 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     """Run ``cfg.method`` end to end; returns the result written to ``out/result.json``.
     ``cache_dir``: share finished stages with other methods' runs (module docstring)."""
     start = time.perf_counter()
-    out = Path(out)
     method = get_method(cfg.method)
-    check_out(out)
+    out = check_out(out)
     ctx = setup_context(cfg.device, progress, cfg.precision)
     task = make_task(cfg)
     torch.manual_seed(cfg.seed)
     names, stages = plan(cfg, task, ctx.world)
     key = _config_key(cfg)
     ckpt_dir = out / "checkpoints"
-    resumed = _resumable(ckpt_dir, stages, key, ctx) if resume else {}
+    models = _expected_models(task, stages, method.final_role)
+    resumed = _resumable(ckpt_dir, stages, key, ctx, models) if resume else {}
     if cfg.threads and ctx.device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     matched = None
@@ -398,11 +476,11 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
     for i, stage in enumerate(stages):
         path = ckpt_dir / f"{i + 1}-{stage.name}.pt"
         stage_seed = cfg.seed * 1000 + i + 1
-        cached = (Path(cache_dir) / f"{_prefix_key(key, stages[: i + 1], method.final_role)}.pt"
-                  if cache_dir is not None else None)
+        prefix = _prefix_key(key, stages[: i + 1], method.final_role)
+        cached = Path(cache_dir) / f"{prefix}.pt" if cache_dir is not None else None
         payload, how = resumed.get(i), "resumed"
         if payload is None and cached is not None and cached.exists():
-            payload, how = _read_stage(cached, ctx), "cached"
+            payload, how = _read_stage(cached, ctx, stage, i + 1, models[i], prefix), "cached"
         if payload is not None:
             for role, sd in payload["models"].items():
                 if role not in state.models:
@@ -412,7 +490,8 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
             state.ledger.entries = list(payload["ledger"])
             records[stage.name] = payload["record"] | {how: True}
             if how == "cached" and ctx.is_main:
-                save_checkpoint(path, payload | {"config": key})
+                save_checkpoint(path, {k: v for k, v in payload.items() if k != "cache_key"}
+                                | {"config": key})
             continue
         for role in (stage.role, stage.teacher):
             if role is not None and role not in state.models:
@@ -424,12 +503,12 @@ def run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = 
         record["eval"] = _evaluate(stage_task, state.models[stage.role], ctx)
         records[stage.name] = record
         if ctx.is_main:
-            payload = {"stage": stage.name, "config": key, "record": record,
+            payload = {"stage": stage.name, "index": i + 1, "config": key, "record": record,
                        "ledger": state.ledger.entries,
                        "models": {r: m.state_dict() for r, m in state.models.items()}}
             save_checkpoint(path, payload)
             if cached is not None:
-                save_checkpoint(cached, payload)
+                save_checkpoint(cached, payload | {"cache_key": prefix})
         ctx.barrier()
 
     final_role = "downstream" if cfg.task == "bert" else method.final_role

@@ -12,8 +12,10 @@ optimizers, the supervised loop, divergence checks and atomic checkpoints.
   keeps the best weights and records the convergence rule (:func:`convergence`).
 * Divergence: a non-finite loss stops the run with :class:`Diverged`, naming stage and
   step; checkpoints are written only after a stage completes, so the last good one stays.
-* Checkpoints: written to a temporary file and renamed into place, with a SHA-256 of their
-  tensors that :func:`load_checkpoint` checks, so a damaged file is found, never used.
+* Checkpoints: written to a temporary file and renamed into place, with a SHA-256 of a
+  canonical serialisation of the whole payload (tensors and records) that
+  :func:`load_checkpoint` checks; a file without it is damaged, so a damaged file is found,
+  never used.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tqdm import tqdm
 
 from empirical.config import SupervisedConfig
 from empirical.flops import ComputeLedger, count_flops
+from gowide.environment import distributed
 from gowide.errors import UsageError
 
 
@@ -41,7 +44,8 @@ class Diverged(RuntimeError):
 
 
 class BadCheckpoint(RuntimeError):
-    """A checkpoint file whose tensors do not match the checksum stored with them."""
+    """A checkpoint file that cannot be read, has no checksum, or whose payload does not
+    match it."""
 
 
 @dataclass
@@ -129,7 +133,7 @@ def setup_context(device: str = "auto", progress: bool = True,
     if use_cuda and not amp:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world, _, local = distributed()
     rank = 0
     dev = torch.device("cuda" if use_cuda else "cpu")
     if world > 1:
@@ -137,7 +141,6 @@ def setup_context(device: str = "auto", progress: bool = True,
             dist.init_process_group("nccl" if use_cuda else "gloo")
         rank = dist.get_rank()
         if use_cuda:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
             dev = torch.device("cuda", local)
     return Context(dev, rank, world, amp=amp, progress=progress and rank == 0)
@@ -303,38 +306,63 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, ctx: Context
     return record | {"wall_s": time.perf_counter() - start}
 
 
-CHECKSUM_KEY = "tensor_sha256"
+CHECKSUM_KEY = "payload_sha256"
 
 
-def tensor_digest(obj) -> str:
-    """SHA-256 of every tensor in a nested dict/list (with its place, dtype and shape)."""
+def _digest_into(h, x, depth: int = 0) -> None:
+    """Feed a canonical, length-prefixed serialisation of ``x`` to ``h``: tensors (dtype,
+    shape, bytes), dicts (keys in a fixed order), lists, tuples, strings, numbers, None."""
+    if depth > 64:
+        raise BadCheckpoint("nested too deeply")
+
+    def tag(kind: str, data: bytes) -> None:
+        h.update(kind.encode() + len(data).to_bytes(8, "little") + data)
+
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu().contiguous().reshape(-1)
+        tag("T", f"{t.dtype}:{tuple(x.shape)}".encode())
+        tag("t", t.view(torch.uint8).numpy().tobytes())
+    elif isinstance(x, dict):
+        keys = sorted(x, key=lambda k: (type(k).__name__, repr(k)))
+        tag("D", str(len(keys)).encode())
+        for k in keys:
+            _digest_into(h, k, depth + 1)
+            _digest_into(h, x[k], depth + 1)
+    elif isinstance(x, (list, tuple)):
+        tag("L" if isinstance(x, list) else "U", str(len(x)).encode())
+        for v in x:
+            _digest_into(h, v, depth + 1)
+    elif isinstance(x, str):
+        tag("S", x.encode("utf-8", "surrogatepass"))
+    elif isinstance(x, bool):
+        tag("B", b"1" if x else b"0")
+    elif isinstance(x, int):
+        tag("I", format(x, "x").encode())
+    elif isinstance(x, float):
+        tag("F", x.hex().encode())
+    elif x is None:
+        tag("N", b"")
+    else:  # torch.Size, dtypes and the like: their type and their repr
+        tag("O", f"{type(x).__module__}.{type(x).__qualname__}:{x!r}".encode())
+
+
+def payload_digest(obj) -> str:
+    """SHA-256 of a canonical serialisation of the whole payload: every tensor (with its
+    place, dtype and shape) and every other record (names, configuration, ledger, numbers)."""
     h = hashlib.sha256()
-
-    def visit(where: str, x) -> None:
-        if isinstance(x, torch.Tensor):
-            t = x.detach().cpu().contiguous().reshape(-1)
-            h.update(f"{where}:{t.dtype}:{tuple(x.shape)};".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes())
-        elif isinstance(x, dict):
-            for k in sorted(x, key=str):
-                visit(f"{where}/{k}", x[k])
-        elif isinstance(x, (list, tuple)):
-            for i, v in enumerate(x):
-                visit(f"{where}/{i}", v)
-
-    visit("", obj)
+    _digest_into(h, obj)
     return h.hexdigest()
 
 
 def save_checkpoint(path: Path, payload: dict) -> Path:
-    """``torch.save`` (with the checksum of the tensors) to a temporary file in the same
-    directory, then rename into place."""
+    """``torch.save`` (with the checksum of the whole payload) to a temporary file in the
+    same directory, then rename into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(body | {CHECKSUM_KEY: tensor_digest(body)}, tmp)
+        torch.save(body | {CHECKSUM_KEY: payload_digest(body)}, tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -343,11 +371,25 @@ def save_checkpoint(path: Path, payload: dict) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint; :class:`BadCheckpoint` if its tensors fail their checksum (files
-    written before checksums were stored are loaded unchecked)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(payload, dict) and CHECKSUM_KEY in payload:
-        body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
-        if tensor_digest(body) != payload[CHECKSUM_KEY]:
-            raise BadCheckpoint(f"{path}: the tensors do not match their checksum")
-    return payload
+    """Load a checkpoint; :class:`BadCheckpoint` unless it is a dict whose stored checksum
+    matches its whole payload. The checksum is mandatory: a file without one (written
+    before checksums covered the whole payload, or with the key removed) is damaged."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BadCheckpoint(f"{path}: cannot be read ({type(exc).__name__}: {reason})") from None
+    if not isinstance(payload, dict):
+        raise BadCheckpoint(f"{path}: not a checkpoint (a {type(payload).__name__})")
+    stored = payload.get(CHECKSUM_KEY)
+    if not isinstance(stored, str):
+        raise BadCheckpoint(f"{path}: no checksum (a damaged file, or one written before "
+                            "checksums covered the whole payload)")
+    body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
+    try:
+        digest = payload_digest(body)
+    except (RecursionError, BadCheckpoint):
+        raise BadCheckpoint(f"{path}: nested too deeply") from None
+    if digest != stored:
+        raise BadCheckpoint(f"{path}: the payload does not match its checksum")
+    return body

@@ -224,13 +224,18 @@ def draw(results_dir: str | Path, out_dir: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from figures.style import draw_staged
+    from gowide.cli import path_arg
+    from gowide.errors import UsageError
+    from gowide.paths import read_json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, nargs="?", default=None,
                         help="a 'gowide empirical compare' output directory "
                              "(default: every results/empirical/*/ holding a compare.json)")
     parser.add_argument("--quick", action="store_true",
                         help="read the quick results under figures/out/results/")
-    parser.add_argument("--out", type=Path, default=Path("figures/out"))
+    parser.add_argument("--out", type=path_arg, default=Path("figures/out"))
     args = parser.parse_args(argv)
     base = Path("figures/out/results") if args.quick else Path("results")
     dirs = ([args.results] if args.results
@@ -240,9 +245,21 @@ def main(argv: list[str] | None = None) -> int:
     for d in dirs:
         if not (d / "compare.json").exists():
             parser.error(f"{d / 'compare.json'} not found")
-    for d in dirs:
-        for p in draw(d, args.out):
-            print(p)
+        try:
+            read_json(d / "compare.json", "comparison")
+        except UsageError as exc:
+            parser.error(str(exc))
+    current = [dirs[0]]
+
+    def draw_all(out: Path) -> list[Path]:  # every directory before any figure is moved
+        paths = []
+        for d in dirs:
+            current[0] = d
+            paths += draw(d, out)
+        return paths
+
+    for p in draw_staged(draw_all, args.out, lambda: current[0], parser.error):
+        print(p)
     return 0
 
 

@@ -9,6 +9,10 @@ directory. A result file already present is reused unless ``--force`` is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -255,7 +259,7 @@ JOBS = (
 
 
 def register(sub) -> None:
-    from gowide.cli import positive_int
+    from gowide.cli import threads_int
 
     parser = sub.add_parser(
         "reproduce",
@@ -265,8 +269,8 @@ def register(sub) -> None:
     )
     _locations(parser, "quick presets (minutes on 2 CPU cores)")
     parser.add_argument("--force", action="store_true", help="recompute results that exist")
-    parser.add_argument("--threads", type=positive_int, default=1,
-                        help="torch CPU threads for the simulations")
+    parser.add_argument("--threads", type=threads_int, default=1,
+                        help="torch CPU threads for the simulations, 1..1024")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=reproduce_command)
 
@@ -282,9 +286,11 @@ def register(sub) -> None:
 
 def _locations(parser, quick_help: str) -> None:
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where figures and REPORT.md go")
-    parser.add_argument("--results", type=Path, default=None,
+    from gowide.cli import path_arg
+
+    parser.add_argument("--out", type=path_arg, default=DEFAULT_OUT,
+                        help="where figures and REPORT.md go (not empty)")
+    parser.add_argument("--results", type=path_arg, default=None,
                         help="results directory; default OUT/results with --quick, else results/")
 
 
@@ -299,33 +305,33 @@ def reproduce_command(args) -> int:
 def _malformed(path: Path, exc: Exception):
     from gowide.errors import UsageError
 
+    reason = (str(exc).strip().splitlines() or [""])[0][:200]
     return UsageError(f"results file {str(path)!r} is malformed or from another version "
-                      f"({type(exc).__name__}: {exc}); recompute it with --force")
+                      f"({type(exc).__name__}: {reason}); recompute it with --force")
 
 
-def _check_dir(path: Path, what: str) -> None:
+# What a damaged result file can raise while it is reported or drawn (OSError: a file of
+# an empirical comparison's runs that is a directory or cannot be read).
+MALFORMED = (KeyError, TypeError, IndexError, ValueError, AttributeError, ArithmeticError,
+             RecursionError, OSError)
+
+
+def _check_dir(path: Path, what: str, writable: bool = True) -> None:
     """UsageError unless ``path`` is a directory or can be created as one."""
-    from gowide.errors import UsageError
+    from gowide.paths import check_output_path
 
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if existing == path and not path.is_dir():
-        raise UsageError(f"{what} {str(path)!r} exists and is not a directory")
-    if not existing.is_dir():
-        raise UsageError(f"cannot create {what} {str(path)!r}: {str(existing)!r} is not a "
-                         "directory")
+    check_output_path(path, what, writable)
 
 
 def _run(args, compute: bool) -> int:
-    from gowide.atomic import write_json, write_text
     from gowide.errors import UsageError
     from gowide.paths import output_dir, read_json
-    from gowide.provenance import provenance
 
     start = time.perf_counter()
     results_dir = args.results or (args.out / "results" if args.quick else Path("results"))
     preset = "quick" if args.quick else "full"
     _check_dir(args.out, "output directory")
-    _check_dir(results_dir, "results directory")
+    _check_dir(results_dir, "results directory", writable=compute)
     if not compute:
         missing = [str(results_dir / j.relpath) for j in JOBS
                    if not (results_dir / j.relpath).exists()]
@@ -341,9 +347,36 @@ def _run(args, compute: bool) -> int:
             reused[job.relpath] = results = read_json(path, job.name)
             try:
                 job.report(results)
-            except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+            except MALFORMED as exc:
                 raise _malformed(path, exc) from None
+    created = not args.out.exists()
     out = output_dir(args.out)
+    # Figures, REPORT.md and the manifest are drawn into a temporary directory under OUT and
+    # moved into place only once all of them are drawn: a result file that fails while it is
+    # drawn leaves every earlier figure as it was.
+    staging = Path(tempfile.mkdtemp(prefix=".drawing-", dir=out))
+    try:
+        done = _draw_all(args, compute, results_dir, reused, staging, out, start, preset)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: nothing of anyone else's is removed
+        raise
+    figures, report = done
+    print(f"\nDone in {time.perf_counter() - start:.0f} s.")
+    print(f"Report:  {report}")
+    print(f"Figures: {out}/ ({len(figures)} files)")
+    print(f"Results: {results_dir}/")
+    return 0
+
+
+def _draw_all(args, compute, results_dir, reused, staging, out, start, preset):
+    """Compute what is missing, draw into ``staging``, then move everything into ``out``."""
+    from gowide.atomic import write_json, write_text
+    from gowide.paths import output_dir, read_json
+    from gowide.provenance import provenance
+
     if compute:
         import torch
 
@@ -368,27 +401,34 @@ def _run(args, compute: bool) -> int:
             print(f"      wrote {path}")
         loaded[job.relpath] = path
         try:
-            figures += job.draw(results, out, path)
+            drawn = job.draw(results, staging, path)
             sections += job.report(results)
-        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+            machine = results.get("provenance", {})
+            machine = machine if isinstance(machine, dict) else {}
+        except MALFORMED as exc:
             raise _malformed(path, exc) from None
-        machine = results.get("provenance", {})
+        figures += [out / Path(p).relative_to(staging) for p in drawn]
 
     print(f"[{steps}/{steps}] report")
     report = out / "REPORT.md"
-    write_text(report, render_report(sections, loaded, machine, preset))
-    write_json(out / "manifest.json", {
+    try:
+        text = render_report(sections, loaded, machine, preset)
+    except MALFORMED as exc:
+        raise _malformed(path, exc) from None
+    write_text(staging / "REPORT.md", text)
+    write_json(staging / "manifest.json", {
         "preset": preset,
         "results": {k: str(v) for k, v in loaded.items()},
         "figures": [str(p) for p in figures],
         "report": str(report),
         "seconds": time.perf_counter() - start,
     })
-    print(f"\nDone in {time.perf_counter() - start:.0f} s.")
-    print(f"Report:  {report}")
-    print(f"Figures: {out}/ ({len(figures)} files)")
-    print(f"Results: {results_dir}/")
-    return 0
+    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
+        dest = out / src.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    return figures, report
 
 
 def render_report(sections: list[str], loaded: dict, prov: dict, preset: str) -> str:

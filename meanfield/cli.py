@@ -6,7 +6,7 @@ import argparse
 import functools
 from pathlib import Path
 
-from gowide.cli import non_negative_int, positive_int
+from gowide.cli import jobs_int, path_arg, seed_int, seeds_count, threads_int
 from gowide.errors import UsageError
 
 ACTIVATION_NAMES = ("tanh", "relu", "gelu", "identity")
@@ -54,8 +54,8 @@ def register(sub) -> None:
     cmp_.add_argument("--task", choices=("ridge", "teacher"), default="ridge",
                       help="ridge: sum of 64 sharp ridges (thin nets are width-limited); "
                            "teacher: smooth mean-field teacher (thin nets fit it easily)")
-    cmp_.add_argument("--jobs", type=positive_int, default=1,
-                      help="seeds run at once, each in its own one-thread process; each "
+    cmp_.add_argument("--jobs", type=jobs_int, default=1,
+                      help="seeds run at once (1..256), each in its own one-thread process; each "
                            "finished seed is kept in OUT/work/ and reused if the run is "
                            "interrupted and started again with the same settings")
     cmp_.set_defaults(func=compare_command)
@@ -93,20 +93,23 @@ def register(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _common_arguments(clouds, seeds=False)
-    clouds.add_argument("--seed", type=non_negative_int, default=0,
-                        help="seed of the nets (the task is fixed, as in compare)")
+    clouds.add_argument("--seed", type=seed_int, default=0,
+                        help="seed of the nets, 0..2**32-1 (the task is fixed, as in compare)")
     clouds.set_defaults(func=clouds_command)
 
 
 def _common_arguments(parser, seeds: bool = True) -> None:
     parser.add_argument("--quick", action="store_true", help="small preset for CI and laptops")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=path_arg, required=True,
+                        help="output directory (not empty)")
     if seeds:
-        parser.add_argument("--seeds", type=positive_int, default=None,
-                            help="number of seeds (0..N-1); default: the preset's")
-    parser.add_argument("--threads", type=positive_int, default=1,
-                        help="torch CPU threads (these simulations are many small operations: "
-                             "one thread is usually fastest and never oversubscribes the machine)")
+        parser.add_argument("--seeds", type=seeds_count, default=None,
+                            help="number of seeds N, 1..1000 (seeds 0..N-1); default: the "
+                                 "preset's")
+    parser.add_argument("--threads", type=threads_int, default=1,
+                        help="torch CPU threads, 1..1024 (these simulations are many small "
+                             "operations: one thread is usually fastest and never "
+                             "oversubscribes the machine)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

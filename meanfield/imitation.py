@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from meanfield.checks import check_count
 from meanfield.dynamics import check_schedule
 from meanfield.network import MeanFieldResNet
 
@@ -72,6 +73,7 @@ def subsample(wide: MeanFieldResNet, n: int, generator: np.random.Generator,
     """A thin net whose layer l holds n particles drawn from the wide layer l (no rescaling is
     needed: both layers are averages over their particles). Same activation, readout and
     embedding as the wide net."""
+    n = check_count("n (particles)", n)
     L, N = wide.depth, wide.width
     if not replace and n > N:
         raise ValueError(f"cannot draw n = {n} particles without replacement from N = {N}")

@@ -25,6 +25,7 @@ import scipy.linalg
 import torch
 
 from meanfield.activations import get_activation
+from meanfield.checks import check_array
 from meanfield.particles import GaussianParticleLaw
 
 Tensor = torch.Tensor
@@ -102,6 +103,7 @@ def solve_depth_limit(field, x0, rtol: float = 1e-10, atol: float = 1e-12,
     ``field(t, x)`` maps a float64 tensor (B, d) to (B, d). Returns x(1) as a numpy array
     (B, d). Raises RuntimeError when the solver fails.
     """
+    check_array("x0", x0, integers=True)
     x0 = np.asarray(x0, dtype=np.float64)
     shape = x0.shape
 
@@ -122,8 +124,16 @@ def linear_ode_solution(a, w, b, x0) -> np.ndarray:
 
     a, w (N, d); b (N,); x0 (B, d). Uses exp([[A, c], [0, 0]]) = [[e^A, (∫e^{sA}ds) c], [0, 1]].
     """
+    for name, v in (("a", a), ("w", w), ("b", b)):
+        check_array(name, v)
+    check_array("x0", x0, integers=True)
     a, w, b, x0 = (np.asarray(v, dtype=np.float64) for v in (a, w, b, x0))
+    if a.ndim != 2 or w.shape != a.shape or b.shape != a.shape[:1]:
+        raise ValueError(f"a and w must have shape (N, d) and b (N,); got {a.shape}, "
+                         f"{w.shape} and {b.shape}")
     n, d = a.shape
+    if n < 1:
+        raise ValueError("no particles (N = 0): the mean over particles is undefined")
     A = a.T @ w / n  # (d, d)
     c = a.T @ b / n  # (d,)
     aug = np.zeros((d + 1, d + 1))

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from meanfield.activations import Activation, get_activation
+from meanfield.checks import check_array
 
 Tensor = torch.Tensor
 
@@ -53,6 +54,7 @@ def _numpy_io(method):
 
     @functools.wraps(method)
     def wrapper(self, x, *args, **kwargs):
+        check_array("x", x, integers=True)
         is_numpy = isinstance(x, np.ndarray)
         x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         out = method(self, x, *args, **kwargs)
@@ -85,11 +87,20 @@ class MeanFieldResNet:
         if residual_scale not in RESIDUAL_SCALES:
             raise ValueError(
                 f"residual_scale must be one of {RESIDUAL_SCALES}, got {residual_scale!r}")
+        for name, t in (("a", a), ("w", w), ("b", b), ("readout", readout),
+                        ("embedding", embedding)):
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"{name} must be a tensor (MeanFieldResNet.from_arrays takes "
+                                f"arrays), got {type(t).__name__}")
+            check_array(name, t)
         if a.ndim != 3 or w.shape != a.shape:
             raise ValueError(
                 f"a and w must both have shape (L, N, d); got {tuple(a.shape)} and {tuple(w.shape)}"
             )
         L, N, d = a.shape
+        if min(L, N, d) < 1:
+            raise ValueError(f"a and w have shape (L, N, d) = {(L, N, d)}: depth, width (the "
+                             "particles per layer) and dimension must each be at least 1")
         if b.shape != (L, N):
             raise ValueError(f"b must have shape (L, N) = {(L, N)}; got {tuple(b.shape)}")
         if readout is not None and readout.shape != (d,):
@@ -123,6 +134,9 @@ class MeanFieldResNet:
         ``dtype`` defaults to the dtype of ``a`` when it is floating (numpy float64 stays
         float64), float32 otherwise.
         """
+        for name, x in (("a", a), ("w", w), ("b", b), ("readout", readout),
+                        ("embedding", embedding)):
+            check_array(name, x)
         if dtype is None:
             probe = torch.as_tensor(a)
             dtype = probe.dtype if probe.is_floating_point() else torch.float32

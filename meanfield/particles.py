@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from meanfield.checks import check_count
 from meanfield.network import MeanFieldResNet
 
 Tensor = torch.Tensor
@@ -88,6 +89,7 @@ class GaussianParticleLaw:
 
     def sample_family(self, n: int, generator: np.random.Generator) -> ParticleFamily:
         """n particles with i.i.d. noises (ξ, ζ, ε); each follows its own path θ_i(t)."""
+        n = check_count("n (particles)", n)
         d = self.dim
         return ParticleFamily(
             law=self,
@@ -98,6 +100,7 @@ class GaussianParticleLaw:
 
     def sample_layers(self, depth: int, n: int, generator: np.random.Generator):
         """Particles drawn independently in every layer at t_l = l/L: a, w (L, n, d), b (L, n)."""
+        depth = check_count("depth", depth)
         layers = [self.sample_family(n, generator).at(l / depth) for l in range(depth)]
         return tuple(np.stack([layer[k] for layer in layers]) for k in range(3))
 
@@ -128,6 +131,7 @@ class ParticleFamily:
         self, depth: int, activation: str = "tanh", readout=None, dtype=torch.float64, device=None
     ) -> MeanFieldResNet:
         """The L-layer network with layer l at t_l = l/L."""
+        depth = check_count("depth", depth)
         layers = [self.at(l / depth) for l in range(depth)]
         a, w, b = (np.stack([layer[k] for layer in layers]) for k in range(3))
         return MeanFieldResNet.from_arrays(a, w, b, activation, readout, dtype=dtype, device=device)

@@ -38,7 +38,8 @@ from empirical.config import (
 from empirical.methods import METHODS
 from empirical.models.bert import BertConfig
 from empirical.models.resnet import ResNetConfig
-from gowide.cli import build_parser, main, non_negative_int, positive_int
+from empirical.train import save_checkpoint
+from gowide.cli import build_parser, main
 from gowide.reproduce import JOBS
 
 
@@ -138,16 +139,26 @@ def _bad(accept):
     return TOML_VALUE.filter(lambda raw: not accept(_value(raw)))
 
 
-def _positive_int(v):
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+# Upper bounds (empirical.config.UPPER): 10**9 for integers, 1e9 for floats, unless the
+# field has its own.
+def _positive_int(v, top=10**9):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= top
 
 
-def _positive(v):
-    return _number(v) and math.isfinite(v) and v > 0
+def _depth(v):
+    return _positive_int(v, 256)
+
+
+def _positive(v, top=1e9):
+    return _number(v) and math.isfinite(v) and 0 < v <= top
+
+
+def _multiplier(v):
+    return _positive(v, 64.0)
 
 
 def _non_negative(v):
-    return _number(v) and math.isfinite(v) and v >= 0
+    return _number(v) and math.isfinite(v) and 0 <= v <= 1e9
 
 
 SUPERVISED = ("wide", "finetune", "downstream")
@@ -161,10 +172,12 @@ SETTINGS = {
     **{f"{s}.{k}": _positive_int for s in SUPERVISED for k in ("steps", "batch_size", "log_every")},
     **{f"imitate.{k}": _positive_int
        for k in ("steps_per_block", "steps", "batch_size", "log_every")},
-    **{k: _positive_int for k in ("deeper_depth", "data.vocab_size", "data.max_len",
+    **{k: _positive_int for k in ("data.vocab_size", "data.max_len",
                                   "data.max_mlm_sequences")},
+    "deeper_depth": _depth,
     **{f"{s}.{k}": _positive for s in SUPERVISED for k in ("lr", "temperature")},
-    **{k: _positive for k in ("imitate.lr", "wide_mult", "deeper_width_mult")},
+    "imitate.lr": _positive,
+    **{k: _multiplier for k in ("wide_mult", "deeper_width_mult")},
     **{f"{s}.weight_decay": _non_negative for s in (*SUPERVISED, "imitate")},
     **{f"{s}.kd_weight": lambda v: _number(v) and 0 <= v <= 1 for s in SUPERVISED},
     **{f"{s}.warmup": lambda v: _number(v) and 0 <= v < 1 for s in SUPERVISED},
@@ -180,11 +193,11 @@ TOP_FIELDS = set(RunConfig.__dataclass_fields__)
 FAMILY = {"resnet": ResNetConfig, "bert": BertConfig}
 DATA_DECIDED = {"resnet": ("in_channels", "num_classes"), "bert": ("vocab_size", "max_len")}
 MODEL_VALUES = {  # (task, key) -> valid values
-    ("resnet", "blocks_per_stage"): _positive_int, ("resnet", "base_width"): _positive_int,
-    ("resnet", "width_mult"): _positive, ("resnet", "norm"): lambda v: v in ("batch", "group"),
+    ("resnet", "blocks_per_stage"): _depth, ("resnet", "base_width"): _positive_int,
+    ("resnet", "width_mult"): _multiplier, ("resnet", "norm"): lambda v: v in ("batch", "group"),
     ("resnet", "widen_interfaces"): lambda v: isinstance(v, bool),
-    ("bert", "layers"): _positive_int, ("bert", "hidden"): _positive_int,
-    ("bert", "ffn"): _positive_int, ("bert", "width_mult"): _positive,
+    ("bert", "layers"): _depth, ("bert", "hidden"): _positive_int,
+    ("bert", "ffn"): _positive_int, ("bert", "width_mult"): _multiplier,
     ("bert", "dropout"): lambda v: _number(v) and 0 <= v <= 1,
     ("bert", "norm"): lambda v: v in ("post", "pre"),
     ("bert", "tie_embeddings"): lambda v: isinstance(v, bool),
@@ -280,14 +293,17 @@ OLD_RUN = {"out/result.json": '{"old": true}\n', "out/checkpoints/1-wide.pt": b"
 # -- 1. argparse-level mutations of every subcommand --------------------------------------
 
 
+def _int_option(action) -> bool:
+    return action.type is int or hasattr(action.type, "minimum")
+
+
 @st.composite
 def _valid_value(draw, action):
     if action.choices is not None:
         return draw(st.sampled_from(sorted(action.choices)))
-    if action.type is positive_int:
-        return str(draw(st.integers(1, 3)))
-    if action.type in (non_negative_int, int):
-        return str(draw(st.integers(0, 3)))
+    if _int_option(action):
+        low = getattr(action.type, "minimum", 0)
+        return str(draw(st.integers(low, low + 2)))
     return {"out": "out", "results": "res", "method": "ours", "preset": "tiny",
             "overrides": "wide.steps=5", "methods": "ours,scratch",
             "data_dir": "data"}.get(action.dest, "x")
@@ -324,7 +340,7 @@ def argparse_mutation(draw):
         kinds.append("missing required")
     if any(a.choices for a in actions):
         kinds.append("bad choice")
-    if any(a.type in (positive_int, non_negative_int, int) for a in actions):
+    if any(_int_option(a) for a in actions):
         kinds.append("bad integer")
     kind = draw(st.sampled_from(kinds))
     at = draw(st.integers(len(path), len(argv)))
@@ -349,13 +365,11 @@ def argparse_mutation(draw):
         bad = draw(TEXT.filter(lambda t, c=action.choices: t not in c))
         argv += _with_value(draw, action.option_strings[-1], bad)
     else:
-        action = draw(st.sampled_from(
-            [a for a in actions if a.type in (positive_int, non_negative_int, int)]))
+        action = draw(st.sampled_from([a for a in actions if _int_option(a)]))
         bad = [NOT_AN_INT]
-        if action.type is positive_int:
-            bad.append(st.integers(max_value=0).map(str))
-        elif action.type is non_negative_int:
-            bad.append(st.integers(max_value=-1).map(str))
+        if hasattr(action.type, "minimum"):  # every integer option has a range
+            bad.append(st.integers(max_value=action.type.minimum - 1).map(str))
+            bad.append(st.integers(min_value=action.type.maximum + 1).map(str))
         argv += _with_value(draw, action.option_strings[-1], draw(st.one_of(bad)))
     return argv
 
@@ -562,8 +576,9 @@ DIGITS = 1797  # images in the whole dataset: a batch larger than that can never
 
 
 def _other_config_checkpoint(path: Path) -> None:
-    torch.save({"stage": "wide", "config": {"task": "resnet", "seed": 12345}, "record": {},
-                "ledger": [], "models": {}}, path)
+    save_checkpoint(path, {"stage": "wide", "index": 1,
+                           "config": {"task": "resnet", "seed": 12345}, "record": {},
+                           "ledger": [], "models": {}})
 
 
 @st.composite

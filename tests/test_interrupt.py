@@ -165,7 +165,7 @@ def test_a_damaged_checkpoint_is_trained_again_with_a_warning(reference, tmp_pat
     assert code == 0, err
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert len(warnings) == 1, err
-    assert "2-imitate.pt cannot be loaded" in warnings[0] and "runs again" in warnings[0]
+    assert "2-imitate.pt cannot be used" in warnings[0] and "runs again" in warnings[0]
     result = json.loads((out / "result.json").read_text())
     assert "resumed" not in result["stages"]["imitate"]  # trained again ...
     assert result["stages"]["wide"]["resumed"] and result["stages"]["finetune"]["resumed"]
@@ -184,9 +184,10 @@ def test_a_changed_byte_in_the_weights_fails_the_checksum(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(BadCheckpoint, match="checksum"):
         load_checkpoint(path)
-    # a checkpoint written without a checksum is loaded as it is
+    # the checksum is mandatory: a file written without one is damaged
     torch.save({"models": {"thin": {"w": weights}}}, tmp_path / "old.pt")
-    assert torch.equal(load_checkpoint(tmp_path / "old.pt")["models"]["thin"]["w"], weights)
+    with pytest.raises(BadCheckpoint, match="no checksum"):
+        load_checkpoint(tmp_path / "old.pt")
 
 
 def test_divergence_exits_1_naming_stage_and_step_and_keeps_the_last_good_checkpoint(

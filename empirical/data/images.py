@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,20 +89,75 @@ def mnist5k_path() -> Path:
 
 
 def load_mnist5k(seed: int = 0) -> ImageData:
-    raw = np.loadtxt(mnist5k_path(), delimiter=",", dtype=np.float32)  # (5000, 785)
+    path = mnist5k_path()
+    try:
+        raw = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)  # (5000, 785)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"dataset 'mnist5k': cannot read {path} ({type(exc).__name__}: "
+                         f"{(str(exc).splitlines() or [''])[0][:120]})") from None
+    if raw.shape[1:] != (785,) or len(raw) < 10:
+        raise UsageError(f"dataset 'mnist5k': {path} holds a {raw.shape} table, not rows of "
+                         "784 pixels and a label")
+    _check_labels(path, raw[:, 784])
     x = (raw[:, :784] / 255.0).reshape(-1, 1, 28, 28)
     y = raw[:, 784].astype(np.int64)
     return _finish("mnist5k", *_split(x, y, (0.1, 0.2), seed))
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped): the format of the MNIST family."""
+IDX_MAX_BYTES = 2**31  # far above Fashion-MNIST's 47 MB; a bigger file is not one of them
+
+
+def _bad(path: Path, what: str) -> UsageError:
+    return UsageError(f"IDX file {str(path)!r}: {what}")
+
+
+def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): the format of the MNIST family, unsigned bytes.
+    UsageError naming the file unless it is one: a readable (gzip) file, magic 0 0 8 with
+    ``ndim`` dimensions (when given), every dimension positive, and exactly as many bytes as
+    they make."""
+    path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read(IDX_MAX_BYTES + 1)
+    except gzip.BadGzipFile:
+        raise _bad(path, "not a gzip file (a .gz name on a plain file?)") from None
+    except EOFError:
+        raise _bad(path, "the gzip stream is truncated") from None
+    except OSError as exc:
+        raise _bad(path, f"cannot be read ({exc.strerror or exc})") from None
+    if len(data) > IDX_MAX_BYTES:
+        raise _bad(path, f"larger than {IDX_MAX_BYTES} bytes")
+    if len(data) < 4:
+        raise _bad(path, "empty or truncated (no header)" if data else "empty")
+    if data[:3] != b"\x00\x00\x08":
+        raise _bad(path, f"wrong magic number {data[:4].hex()} (expected 000008 followed by "
+                         "the number of dimensions; unsigned bytes only)")
+    found = data[3]
+    if ndim is not None and found != ndim:
+        raise _bad(path, f"{found} dimensions, expected {ndim}")
+    if found == 0:
+        raise _bad(path, "0 dimensions")
+    header = 4 + 4 * found
+    if len(data) < header:
+        raise _bad(path, "truncated inside its header")
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(found)]
+    if not all(dims):
+        raise _bad(path, f"a dimension is 0 ({' x '.join(map(str, dims))})")
+    size = math.prod(dims)
+    if len(data) - header != size:
+        state = "truncated" if len(data) - header < size else "longer than its dimensions"
+        raise _bad(path, f"{state}: {' x '.join(map(str, dims))} needs {size} bytes after the "
+                         f"header, found {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _check_labels(path, labels: np.ndarray, classes: int = 10) -> None:
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes
+                        or not np.all(labels == np.round(labels))):
+        raise UsageError(f"labels in {str(path)!r} must be integers 0..{classes - 1}; found "
+                         f"{labels.min():g}..{labels.max():g}")
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -123,7 +179,19 @@ def load_fashion(seed: int = 0, data_dir: str | os.PathLike | None = None) -> Im
             "holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
             "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]"
         )
-    xtr, ytr, xte, yte = (read_idx(p) for p in paths)
+    xtr, ytr, xte, yte = (read_idx(p, nd) for p, nd in zip(paths, (3, 1, 3, 1), strict=True))
+    for images, labels, ip, lp in ((xtr, ytr, paths[0], paths[1]),
+                                   (xte, yte, paths[2], paths[3])):
+        if len(images) != len(labels):
+            raise UsageError(f"{str(ip)!r} holds {len(images)} images but {str(lp)!r} "
+                             f"{len(labels)} labels")
+        _check_labels(lp, labels)
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise UsageError(f"{str(paths[0])!r} holds {xtr.shape[1]}x{xtr.shape[2]} images, "
+                         f"{str(paths[2])!r} {xte.shape[1]}x{xte.shape[2]}")
+    if len(ytr) < 24:
+        raise UsageError(f"{str(paths[1])!r}: {len(ytr)} training images are too few to "
+                         "split (at least 24)")
     xtr = (xtr / 255.0).astype(np.float32)[:, None]
     xte = (xte / 255.0).astype(np.float32)[:, None]
     order = np.random.default_rng(seed).permutation(len(ytr))

