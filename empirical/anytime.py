@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from meanfield.stats import mean_interval
+from gowide.stats import mean_interval
 
 # (validation key, "max" when higher is better)
 MONITOR = {"resnet": ("accuracy", "max"), "bert": ("mlm_loss", "min")}

@@ -16,8 +16,10 @@ compute, config, seed, versions, device); ``compare`` writes ``DIR/compare.json`
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from gowide.cli import jobs_int, path_text, seed_int, seeds_count, threads_or_default
+from gowide.argtypes import jobs_int, path_text, seed_int, seeds_count, threads_or_default
+from gowide.errors import UsageError
 
 
 def _run(args) -> int:
@@ -85,6 +87,15 @@ def _compare(args) -> int:
     except Diverged as exc:
         print(f"gowide: {exc}", file=sys.stderr)
         return 1
+    from figures.fig_empirical import draw
+    from figures.style import draw_staged
+
+    def fail(message: str):
+        raise UsageError(message)
+
+    # drawn into a temporary folder and moved into place: no figure replaced half way
+    draw_staged(lambda staging: draw(args.out, staging), Path(args.out) / "figures",
+                Path(args.out) / "compare.json", fail)
     if not args.quiet:
         print(markdown(summary))
         print(f"-> {args.out}/compare.json, compare.md, figures/")

@@ -6,7 +6,7 @@ and for ``ours``, ``ours_no_ft`` and ``ours_labels_only`` the imitation too) tra
 through a stage cache in ``OUT/cache/``. A finished run (its ``result.json`` written with the
 same configuration) is not run again, so an interrupted comparison continues where it stopped.
 
-The claims (DESIGN §3), each a paired comparison on the same seeds::
+The claims (docs/glossary.md), each a paired comparison on the same seeds::
 
     C1  ours > scratch      improvement interval above 0
     C2  ours >= deeper      improvement interval above -margin   (non-inferiority; resnet)
@@ -22,11 +22,11 @@ method missing, is reported with ``held = null``.
 For the text task, the unigram baseline of the masked-LM loss (each run's
 ``metrics.mlm.unigram``) is reported beside every method's validation masked-LM loss: a
 top-level ``unigram`` entry and, per method, ``vs_unigram`` (whether every seed sits at least
-``UNIGRAM_BAR`` = 0.5 nats below it, the issue's bar for a converged model).
+``UNIGRAM_BAR`` = 0.5 nats below it, the bar this package sets for a converged model).
 
 Outputs: ``OUT/compare.json`` (per method: per-seed metrics and compute, mean, std; per claim:
-claim, measured, interval, held), ``OUT/compare.md`` (the tables) and the figures of
-``figures/fig_empirical.py`` in ``OUT/figures/``.
+claim, measured, interval, held) and ``OUT/compare.md`` (the tables); the command line then
+draws the figures of ``figures/fig_empirical.py`` into ``OUT/figures/`` from them.
 """
 
 from __future__ import annotations
@@ -47,20 +47,20 @@ from empirical.config import build_config, same_config
 from empirical.methods import METHODS, get_method, run
 from gowide.atomic import write_json, write_text
 from gowide.errors import UsageError
-from meanfield.stats import mean_interval
+from gowide.stats import mean_interval
 
 MARGINS = {"accuracy": 0.01, "perplexity": 0.05}
 
-# The issue's bar for the text family: a converged masked-LM model's validation loss sits at
+# The bar for the text family: a converged masked-LM model's validation loss sits at
 # least this many nats below the unigram baseline's (metrics["mlm"]["unigram"]).
 UNIGRAM_BAR = 0.5
 
-# Gates (issue 13): the conditions under which a comparison can test the claims at all,
+# Gates: the conditions under which a comparison can test the claims at all,
 # fixed here before any run. teacher_margin: the wide teacher beats the thin net trained from
 # scratch on validation by at least this (accuracy: points as a fraction; text: masked-LM
 # nats); scratch_converged: every seed's scratch run met its convergence rule
 # (train.convergence) and, where scratch_2x ran, doubling scratch's steps changed validation
-# by less than "doubling" (0.3 accuracy point, the issue's; for text 0.01 masked-LM nats, a
+# by less than "doubling" (0.3 accuracy point; for text 0.01 masked-LM nats, a
 # choice of this package); block_error: every block's thin-mode relative error after stage 2
 # of ours is at most this above the least error its interface width allows (its floor,
 # stages.error_floor: 0 where thin and wide widths agree, so the gate is then the plain
@@ -568,11 +568,10 @@ def markdown(summary: dict) -> str:
 
 
 def write_outputs(summary: dict, out: Path) -> None:
-    from figures import fig_empirical
-
+    """``compare.json`` and ``compare.md``; the figures are drawn from them by the callers
+    (``figures.fig_empirical.draw``): computation does not import plotting."""
     write_json(out / "compare.json", summary)
     write_text(out / "compare.md", markdown(summary))
-    fig_empirical.draw(out, out / "figures")
 
 
 def load_summary(out: str | Path) -> dict:

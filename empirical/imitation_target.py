@@ -35,7 +35,7 @@ from empirical.stages import RunState, Stage, run_stage
 from empirical.tasks import make_task
 from empirical.train import setup_context
 from gowide.atomic import write_json
-from meanfield.stats import mean_interval
+from gowide.stats import mean_interval
 
 TARGETS = ("pre", "post")
 QUICK = ["model.blocks_per_stage=1", "model.base_width=4", "wide_mult=2.0", "wide.steps=20",

@@ -1,14 +1,14 @@
 """Mean-field warm start: initialise each thin block from a seeded subsample of the wide
 block's neurons (channels, hidden units), the finite-width analogue of drawing ``n`` particles
-from the wide layer's particle distribution (DESIGN §2, "warm start by subsampling").
+from the wide layer's particle distribution (docs/theory.md §1.5, "warm start by subsampling").
 
 A weight that *sums* over a subsampled index set is rescaled so that the block output keeps
 its scale; two rules, chosen by ``rescale``:
 
 * ``"linear"`` multiplies by ``r = N/n`` (wide/thin set sizes): the sum over the ``n`` kept
   neurons is then an unbiased estimate of the sum over all ``N``. This is the mean-field rule
-  (a layer *averages* over its neurons, DESIGN §2), exact in expectation when the summed terms
-  share a common mean, as in mean-field-scaled networks.
+  (a layer *averages* over its neurons, docs/theory.md §1.2), exact in expectation when the
+  summed terms share a common mean, as in mean-field-scaled networks.
 * ``"sqrt"`` (default) multiplies by ``sqrt(r)``: it keeps the *variance* of the sum when the
   summed terms are nearly uncorrelated with zero mean, which is the regime of standard
   (Kaiming/BERT) parametrisations, even after training. On the tiny digits ResNet, a thin

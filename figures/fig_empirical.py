@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from figures.style import draw_staged
-    from gowide.cli import path_arg
+    from gowide.argtypes import path_arg
     from gowide.errors import UsageError
     from gowide.paths import read_json
 

@@ -53,7 +53,7 @@ def script_main(doc: str, draw, argv: list[str] | None = None,
     ``figures/out/results/<relpath>``. Bad paths end with a one-line error (exit 2)."""
     import argparse
 
-    from gowide.cli import path_arg
+    from gowide.argtypes import path_arg
     from gowide.errors import UsageError
     from gowide.paths import read_json
 

@@ -259,7 +259,7 @@ JOBS = (
 
 
 def register(sub) -> None:
-    from gowide.cli import threads_int
+    from gowide.argtypes import threads_int
 
     parser = sub.add_parser(
         "reproduce",
@@ -286,7 +286,7 @@ def register(sub) -> None:
 
 def _locations(parser, quick_help: str) -> None:
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    from gowide.cli import path_arg
+    from gowide.argtypes import path_arg
 
     parser.add_argument("--out", type=path_arg, default=DEFAULT_OUT,
                         help="where figures and REPORT.md go (not empty)")

@@ -1,4 +1,4 @@
-"""meanfield: particle simulations of mean-field residual networks (DESIGN §2).
+"""meanfield: particle simulations of mean-field residual networks (docs/theory.md §1).
 
 Public API::
 

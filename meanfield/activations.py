@@ -2,7 +2,7 @@
 
 Holds: tanh, relu, gelu (exact, erf form) and identity, as torch functions, their
 derivatives (used by the Lipschitz bound and by the width-limit quadrature), and the
-global constant sup|σ'| that enters the stability bound of DESIGN §2.
+global constant sup|σ'| that enters the stability bound of docs/theory.md §3.
 Does not hold: learnable activations.
 """
 

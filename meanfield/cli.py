@@ -6,7 +6,7 @@ import argparse
 import functools
 from pathlib import Path
 
-from gowide.cli import jobs_int, path_arg, seed_int, seeds_count, threads_int
+from gowide.argtypes import jobs_int, path_arg, seed_int, seeds_count, threads_int
 from gowide.errors import UsageError
 
 ACTIVATION_NAMES = ("tanh", "relu", "gelu", "identity")

@@ -43,12 +43,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gowide.stats import k_of_n, loglog_slope, mean_interval, verdict
 from meanfield.dynamics import TrainConfig, train
 from meanfield.imitation import MODES, ImitationConfig, imitate, subsample
 from meanfield.network import RESIDUAL_SCALES, MeanFieldResNet
 from meanfield.particles import GaussianParticleLaw
 from meanfield.stability import stability_report
-from meanfield.stats import k_of_n, loglog_slope, mean_interval, verdict
 from meanfield.tasks import ridge_task, teacher_task
 
 ROUTES = ("imitation", "backprop")

@@ -1,6 +1,6 @@
 """Back-propagation in the mean-field scaling: gradient descent on every particle.
 
-Holds the training dynamics of DESIGN §2 for the square loss
+Holds the training dynamics of docs/theory.md §1.3 for the square loss
 R = (1/2) E_(x,y) ‖ŷ(x) − y‖²: each particle θ_{l,i} = (a, w, b) moves by
 
     θ ← θ − η · S · ∂R/∂θ_{l,i}  [− η λ θ]  [+ √(2 η τ) ξ],   ξ ~ N(0, I),

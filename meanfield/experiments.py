@@ -1,4 +1,4 @@
-"""Experiment runners that write JSON results: the limit checks (P1, P2 of DESIGN §2).
+"""Experiment runners that write JSON results: the limit checks (P1, P2: docs/glossary.md).
 
 ``run_limits`` measures three rates, each over several seeds:
 
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gowide.stats import loglog_slope, slope_summary
 from meanfield.dynamics import TrainConfig, train
 from meanfield.limits import WidthLimit, solve_depth_limit
 from meanfield.network import MeanFieldResNet
 from meanfield.particles import GaussianParticleLaw
-from meanfield.stats import loglog_slope, slope_summary
 from meanfield.tasks import teacher_task
 
 SLOPE_TOLERANCE = 0.1

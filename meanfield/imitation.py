@@ -1,6 +1,6 @@
 """Layerwise imitation of a wide mean-field ResNet by a thin one, and the subsampled start.
 
-Holds the stage-2 dynamics of DESIGN §2. Let z_l(x) be the wide network's states and
+Holds the stage-2 dynamics of docs/theory.md §1.4. Let z_l(x) be the wide network's states and
 g^W_l its blocks. Thin layer l (n particles) minimises
 
     teacher-forced:  J_l = E_x ‖ g_l(z_l(x)) − g^W_l(z_l(x)) ‖²

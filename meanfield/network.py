@@ -1,4 +1,4 @@
-"""The discrete mean-field residual network of DESIGN §2.
+"""The discrete mean-field residual network of docs/theory.md §1.2.
 
 Holds: ``MeanFieldResNet``, L layers of N particles θ = (a, w, b) each, with
 

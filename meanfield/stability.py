@@ -1,4 +1,4 @@
-"""The stability bound of DESIGN §2 / docs/theory.md Theorem 4, computed from a network.
+"""The stability bound of docs/theory.md §3 (Theorem 4), computed from a network.
 
 Holds: the per-layer Lipschitz bounds κ_l = sup|σ'| · (1/n) Σ_i ‖a_{l,i}‖‖w_{l,i}‖ of the thin
 network's blocks (Lemma 3), the measured per-layer imitation errors δ_l at the wide states,

@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
+from gowide.stats import k_of_n, loglog_slope, mean_interval, verdict
 from meanfield.efficiency import BASELINES, CHALLENGERS, ROUTES, curve_summary, paired_log_ratios
-from meanfield.stats import k_of_n, loglog_slope, mean_interval, verdict
 
 SLOPE_TOLERANCE = 0.1
 MODES = ("teacher_forced", "progressive")

@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from gowide.stats import loglog_slope
 from meanfield import (
     GaussianParticleLaw,
     MeanFieldResNet,
@@ -48,7 +49,6 @@ from meanfield import (
     teacher_task,
     train,
 )
-from meanfield.stats import loglog_slope
 
 torch.set_num_threads(1)
 rng = np.random.default_rng(SEED)

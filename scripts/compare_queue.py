@@ -167,6 +167,9 @@ def main(argv=None) -> int:
         result = run_compare(args.task, args.preset, list(range(k)), out, methods=core + late,
                              overrides=list(args.set), progress=False, keep_checkpoints=False,
                              only_finished=True, device=args.device, threads=1)
+        from figures.fig_empirical import draw
+
+        draw(out, out / "figures")
         summary["claims_held"] = {f"{c['claim']}:{c['metric']}": c["held"]
                                   for c in result["claims"]}
         summary["gates_failed"] = result["gates_failed"]

@@ -5,9 +5,9 @@ import math
 import pytest
 from conftest import tiny_compare_config
 
+from gowide.stats import decide
 from meanfield.compare import run_compare
 from meanfield.efficiency import ROUTES, cost_to_target, eval_steps, paired_log_ratios
-from meanfield.stats import decide
 from meanfield.verdicts import subsample_prediction
 
 

@@ -8,9 +8,9 @@ import math
 import pytest
 from test_cli import _run
 
+from gowide.stats import decide
 from meanfield.depth import NOT_REACHED, DepthConfig, run_depth
 from meanfield.network import RESIDUAL_SCALES
-from meanfield.stats import decide
 
 TINY = dict(n_train=48, n_test=48, depths=(2, 4), widths=(4, 8), wide_width=32, steps=20,
             imitation_steps=15, seeds=(0, 1, 2))

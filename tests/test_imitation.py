@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from gowide.stats import loglog_slope
 from meanfield import GaussianParticleLaw, ImitationConfig, block_errors, imitate, subsample
-from meanfield.stats import loglog_slope
 
 
 def _wide(seed=0, L=4, N=512, d=3):

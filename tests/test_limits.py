@@ -6,10 +6,10 @@ import scipy.integrate
 import scipy.special
 import torch
 
+from gowide.stats import mean_interval
 from meanfield import GaussianParticleLaw, MeanFieldResNet, WidthLimit, solve_depth_limit
 from meanfield.experiments import LimitsConfig, depth_rate, width_at_init
 from meanfield.limits import gaussian_expectations, linear_ode_solution
-from meanfield.stats import mean_interval
 
 # Independent numpy definitions of σ and σ' (not the package's torch ones).
 _NUMPY_ACTS = {

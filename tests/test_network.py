@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import random_net
 
+from gowide.stats import loglog_slope
 from meanfield import MeanFieldResNet, linear_ode_solution
 from meanfield.activations import ACTIVATIONS
-from meanfield.stats import loglog_slope
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
