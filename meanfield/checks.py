@@ -22,11 +22,26 @@ def _dtype_kind(x) -> tuple[str, str]:
     return arr.dtype.kind, str(arr.dtype)
 
 
-def check_array(name: str, x, integers: bool = False):
-    """TypeError unless ``x`` holds real floating-point numbers (``integers``: or integers,
-    converted exactly); complex numbers, booleans, strings and objects are refused."""
+def check_finite(name: str, x):
+    """ValueError if ``x`` (an array or tensor of numbers) holds a NaN or an infinity."""
     if x is None:
         return x
+    finite = (bool(torch.isfinite(x).all()) if isinstance(x, torch.Tensor)
+              else bool(np.isfinite(np.asarray(x, dtype=float)).all()))
+    if not finite:
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return x
+
+
+def check_array(name: str, x, integers: bool = False, finite: bool = False):
+    """TypeError unless ``x`` holds real floating-point numbers (``integers``: or integers,
+    converted exactly); complex numbers, booleans, strings and objects are refused.
+    ``finite``: also ValueError for a NaN or an infinity (:func:`check_finite`)."""
+    if x is None:
+        return x
+    if finite:
+        check_array(name, x, integers)
+        return check_finite(name, x)
     kind, dtype = _dtype_kind(x)
     if kind == "c":
         raise TypeError(f"{name} is complex ({dtype}); the mean-field nets are real: pass "

@@ -103,7 +103,7 @@ def solve_depth_limit(field, x0, rtol: float = 1e-10, atol: float = 1e-12,
     ``field(t, x)`` maps a float64 tensor (B, d) to (B, d). Returns x(1) as a numpy array
     (B, d). Raises RuntimeError when the solver fails.
     """
-    check_array("x0", x0, integers=True)
+    check_array("x0", x0, integers=True, finite=True)
     x0 = np.asarray(x0, dtype=np.float64)
     shape = x0.shape
 
@@ -125,8 +125,8 @@ def linear_ode_solution(a, w, b, x0) -> np.ndarray:
     a, w (N, d); b (N,); x0 (B, d). Uses exp([[A, c], [0, 0]]) = [[e^A, (∫e^{sA}ds) c], [0, 1]].
     """
     for name, v in (("a", a), ("w", w), ("b", b)):
-        check_array(name, v)
-    check_array("x0", x0, integers=True)
+        check_array(name, v, finite=True)
+    check_array("x0", x0, integers=True, finite=True)
     a, w, b, x0 = (np.asarray(v, dtype=np.float64) for v in (a, w, b, x0))
     if a.ndim != 2 or w.shape != a.shape or b.shape != a.shape[:1]:
         raise ValueError(f"a and w must have shape (N, d) and b (N,); got {a.shape}, "

@@ -54,7 +54,7 @@ def _numpy_io(method):
 
     @functools.wraps(method)
     def wrapper(self, x, *args, **kwargs):
-        check_array("x", x, integers=True)
+        check_array("x", x, integers=True, finite=True)
         is_numpy = isinstance(x, np.ndarray)
         x = torch.as_tensor(x, dtype=self.dtype, device=self.device)
         out = method(self, x, *args, **kwargs)
@@ -136,7 +136,7 @@ class MeanFieldResNet:
         """
         for name, x in (("a", a), ("w", w), ("b", b), ("readout", readout),
                         ("embedding", embedding)):
-            check_array(name, x)
+            check_array(name, x, finite=True)
         if dtype is None:
             probe = torch.as_tensor(a)
             dtype = probe.dtype if probe.is_floating_point() else torch.float32

@@ -679,6 +679,25 @@ def test_meanfield_api_refuses_empty_integer_and_complex_inputs():
         law.sample_family(3, np.random.default_rng(0)).network(0)
 
 
+def test_meanfield_api_refuses_nan_and_infinite_inputs():
+    from meanfield import MeanFieldResNet, linear_ode_solution
+
+    a, w, b = _arrays()
+    net = MeanFieldResNet.from_arrays(a, w, b)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = a.copy()
+        broken[1, 2, 0] = bad
+        with pytest.raises(ValueError, match="a holds NaN or infinite"):
+            MeanFieldResNet.from_arrays(broken, w, b)
+        x = np.ones((4, 2))
+        x[3, 1] = bad
+        with pytest.raises(ValueError, match="x holds NaN or infinite"):
+            net(x)
+        with pytest.raises(ValueError, match="x0 holds NaN or infinite"):
+            linear_ode_solution(a[0], w[0], b[0], x[3:])
+    assert np.isfinite(net(np.ones((4, 2)))).all()  # finite input still passes
+
+
 @pytest.mark.parametrize("module,relpath,damage", [
     ("figures.fig_limits", "meanfield/limits/limits.json", "non-UTF-8"),
     ("figures.fig_limits", "meanfield/limits/limits.json", "missing keys"),
