@@ -123,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"gowide: error: {what}{where}", 1)
         except MemoryError:
             return _fail("gowide: error: out of memory", 1)
-        except Exception:
+        except Exception as exc:
             if interrupts.seen:  # e.g. a module left half imported by the interruption
                 return _fail("gowide: interrupted", 130)
+            if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda's, without importing it
+                return _fail("gowide: error: out of GPU memory (a smaller batch_size or "
+                             "model may fit)", 1)
             raise
     return int(result or 0)
 

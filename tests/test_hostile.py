@@ -815,3 +815,23 @@ def test_ctrl_c_during_training_is_one_line_and_keeps_the_finished_stages(tmp_pa
     load_checkpoint(first)
     assert not (out / "result.json").exists() and not list(out.rglob("*.tmp"))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["1-wide.pt"]
+
+
+def test_gpu_out_of_memory_is_one_line(monkeypatch, capsys):
+    import gowide.cli
+
+    class OutOfMemoryError(RuntimeError):  # what torch.cuda raises, by name
+        pass
+
+    def boom(args):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    parser = gowide.cli.build_parser()
+    monkeypatch.setattr(gowide.cli, "build_parser", lambda: parser)
+    args = parser.parse_args(["empirical", "methods"])
+    monkeypatch.setattr(args, "func", boom)
+    monkeypatch.setattr(parser, "parse_args", lambda argv=None: args)
+    assert gowide.cli.main(["empirical", "methods"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("gowide: error: out of GPU memory (a smaller batch_size or model may "
+                   "fit)\n")
