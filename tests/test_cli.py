@@ -150,7 +150,7 @@ def _check_limits_output(out, stdout, sane_rates):
     for stem in ("limits_width", "limits_depth"):
         assert (out / f"{stem}.png").stat().st_size > 1000
         assert (out / f"{stem}.pdf").stat().st_size > 1000
-    assert "depth slope" in stdout and "results:" in stdout
+    assert "| P2 depth rate |" in stdout and "results:" in stdout
     assert not list(out.glob(".*.tmp")), "no temporary files may be left behind"
 
 
