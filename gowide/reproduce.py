@@ -147,7 +147,7 @@ def _draw_all(args, compute, results_dir, reused, staging, out, start, preset):
 
         torch.set_num_threads(args.threads)
     steps = len(JOBS) + 1
-    loaded, figures, sections = {}, [], []
+    loaded, figures, sections, machines = {}, [], [], []
     for i, job in enumerate(JOBS, 1):
         path = results_dir / job.relpath
         print(f"[{i}/{steps}] {job.name} ({preset} preset)")
@@ -169,18 +169,14 @@ def _draw_all(args, compute, results_dir, reused, staging, out, start, preset):
             drawn = job.draw(results, staging, path)
         except MALFORMED as exc:
             raise _malformed(path, exc) from None
-        sections += _render(job, path, results)
-        machine = results.get("provenance", {})
-        machine = machine if isinstance(machine, dict) else {}
+        section, machine = _render(job, path, results)
+        sections += section
+        machines.append(machine)
         figures += [out / Path(p).relative_to(staging) for p in drawn]
 
     print(f"[{steps}/{steps}] report")
     report = out / "REPORT.md"
-    try:
-        text = render_report(sections, loaded, machine, preset)
-    except MALFORMED as exc:
-        raise _malformed(path, exc) from None
-    write_text(staging / "REPORT.md", text)
+    write_text(staging / "REPORT.md", render_report(sections, machines, preset))
     write_json(staging / "manifest.json", {
         "preset": preset,
         "results": {k: str(v) for k, v in loaded.items()},
@@ -196,10 +192,12 @@ def _draw_all(args, compute, results_dir, reused, staging, out, start, preset):
     return figures, report
 
 
-def _render(job, path: Path, results: dict) -> list[str]:
-    """A result's section of ``REPORT.md``; a result that cannot be rendered is a UsageError
-    naming its file."""
+def _render(job, path: Path, results: dict) -> tuple[list[str], str]:
+    """A result's section of ``REPORT.md`` and its row of the machine table; a result that
+    cannot be rendered is a UsageError naming its file."""
+    from gowide.report.document import provenance_row
+
     try:
-        return job.report(results)
+        return job.report(results), provenance_row(path, results)
     except MALFORMED as exc:
         raise _malformed(path, exc) from None

@@ -1,6 +1,6 @@
 """``REPORT.md`` of ``gowide reproduce`` and ``gowide figures``: a section per result file
 (its heading, the tables of :mod:`gowide.report.meanfield` or :mod:`gowide.report.empirical`,
-its figures)."""
+its figures), and the machine each result was computed on."""
 
 from __future__ import annotations
 
@@ -55,15 +55,30 @@ def empirical_section(res: dict) -> list[str]:
                     (f"{task}: training curves", f"empirical_{task}_curves.png")])
 
 
-def render_report(sections: list[str], loaded: dict, prov: dict, preset: str) -> str:
+def provenance_row(path, res: dict) -> str:
+    """One result file's row of the machine table: where, on what and when it was computed
+    (its ``provenance``; '?' for what it does not record)."""
+    prov = res.get("provenance", {})
+    prov = prov if isinstance(prov, dict) else {}
     machine = prov.get("machine", {})
-    sources = ", ".join(f"`{p}`" for p in loaded.values())
+    machine = machine if isinstance(machine, dict) else {}
+    gpu = f", {machine['gpu']}" if machine.get("gpu") else ""
+    return (f"| `{path}` | {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores"
+            f"{gpu}) | {prov.get('device', '?')} | "
+            f"{prov.get('versions', {}).get('torch', '?')} | {prov.get('created', '?')} |")
+
+
+def render_report(sections: list[str], machines: list[str], preset: str) -> str:
+    """``REPORT.md``: the preset, one row of :func:`provenance_row` per result file, then
+    the sections."""
     return "\n".join([
         "# gowide — reproduction report",
         "",
-        f"Preset: **{preset}**. Machine: {machine.get('cpu', '?')} "
-        f"({machine.get('cpu_count', '?')} cores), device {prov.get('device', '?')}, "
-        f"torch {prov.get('versions', {}).get('torch', '?')}. Results: {sources}.",
+        f"Preset: **{preset}**. Each result file and the machine it was computed on:",
+        "",
+        "| result | machine | device | torch | created |",
+        "|---|---|---|---|---|",
+        *machines,
         "",
         *sections,
     ])
