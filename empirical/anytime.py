@@ -162,20 +162,3 @@ def summarise(task: str, results: dict[tuple[str, int], dict], methods: list[str
                     "geometric_mean": math.exp(mean),
                     "interval": None if math.isnan(lo) else [math.exp(lo), math.exp(hi)]}
     return out
-
-
-def describe(reach: dict | None, frame: str) -> str:
-    """'1.2e14 (5 of 5)' or 'never (0 of 5)' for a table cell."""
-    if not reach:
-        return "–"
-    k, n = reach["reached"], reach["seeds"]
-    mean = reach.get(f"{frame}_mean")
-    if not k:
-        return f"never ({k} of {n})"
-    text = f"{mean:.3g} ({k} of {n})"
-    ratio = reach.get(f"{frame}_ratio_to_scratch")
-    if ratio:
-        g = ratio["geometric_mean"]
-        iv = ratio["interval"]
-        text += f", {g:.2g}x scratch" + (f" [{iv[0]:.2g}, {iv[1]:.2g}]" if iv else "")
-    return text

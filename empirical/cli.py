@@ -10,7 +10,7 @@
 
 Results go to ``DIR/result.json`` (metrics, per-stage losses, per-block imitation errors,
 compute, config, seed, versions, device); ``compare`` writes ``DIR/compare.json``,
-``DIR/compare.md`` and figures (see :mod:`empirical.compare`).
+``DIR/compare.md`` (``gowide.report.empirical``) and figures (see :mod:`empirical.compare`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _summary(result: dict, out) -> str:
 
 
 def _compare(args) -> int:
-    from empirical.compare import markdown, parse_methods, run_compare
+    from empirical.compare import parse_methods, run_compare
     from empirical.config import build_config
     from empirical.methods import check, check_out
     from empirical.train import Diverged
@@ -89,6 +89,9 @@ def _compare(args) -> int:
         return 1
     from figures.fig_empirical import draw
     from figures.style import draw_staged
+    from gowide.report.empirical import compare_markdown, write_compare_markdown
+
+    write_compare_markdown(summary, args.out)
 
     def fail(message: str):
         raise UsageError(message)
@@ -97,7 +100,7 @@ def _compare(args) -> int:
     draw_staged(lambda staging: draw(args.out, staging), Path(args.out) / "figures",
                 Path(args.out) / "compare.json", fail)
     if not args.quiet:
-        print(markdown(summary))
+        print(compare_markdown(summary))
         print(f"-> {args.out}/compare.json, compare.md, figures/")
     return 0
 

@@ -4,6 +4,10 @@ write ``REPORT.md``.
 Quick mode (``make reproduce``) keeps its results under ``OUT/results/`` so it never touches
 the committed full results; the full mode reads and fills ``results/`` in the working
 directory. A result file already present is reused unless ``--force`` is given.
+
+The experiments are ``gowide.jobs.JOBS``; ``REPORT.md`` is rendered by
+``gowide.report.document``. This module holds the command: arguments, checks before any
+write, and the staged writing of figures, ``REPORT.md`` and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -14,248 +18,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from gowide.jobs import JOBS
+
 DEFAULT_OUT = Path("figures/out")
-
-
-@dataclass
-class Job:
-    """One experiment: where its result lives, how to compute it and how to draw it.
-
-    ``compute(quick, progress, path)`` returns the results to be written at ``path``, or
-    ``None`` when it wrote ``path`` itself (the empirical comparisons, whose directory also
-    holds every run); ``draw(results, out, path)`` returns the figure files."""
-
-    name: str
-    relpath: str  # under the results directory
-    compute: Callable[[bool, bool, Path], dict | None]
-    draw: Callable[[dict, Path, Path], list]
-    report: Callable[[dict], list[str]]
-
-
-def _limits(quick: bool, progress: bool, path: Path) -> dict:
-    from meanfield.experiments import LimitsConfig, run_limits
-
-    return run_limits(LimitsConfig.quick() if quick else LimitsConfig.full(), progress=progress)
-
-
-def _compare(quick: bool, progress: bool, path: Path) -> dict:
-    from meanfield.compare import CompareConfig, run_compare
-
-    return run_compare(CompareConfig.quick() if quick else CompareConfig.full(),
-                       progress=progress)
-
-
-def _draw_limits(results, out, path):
-    from figures.fig_limits import draw
-
-    return draw(results, out)
-
-
-def _draw_compare(results, out, path):
-    from figures.fig_compare import draw
-
-    return draw(results, out)
-
-
-def _depth(quick: bool, progress: bool, path: Path) -> dict:
-    from meanfield.depth import DepthConfig, run_depth
-
-    return run_depth(DepthConfig.quick() if quick else DepthConfig.full(), progress=progress)
-
-
-def _draw_depth(results, out, path):
-    from figures.fig_depth import draw
-
-    return draw(results, out)
-
-
-def _report_depth(res: dict) -> list[str]:
-    from meanfield.report import depth_markdown
-
-    return [
-        "## Depth and the residual scaling",
-        "",
-        *depth_markdown(res),
-        "",
-        "![deviation against depth](depth_deviation.png)",
-        "",
-        "![ratio](depth_ratio.png)",
-        "",
-        "![width needed](depth_width_needed.png)",
-        "",
-    ]
-
-
-def _clouds(quick: bool, progress: bool, path: Path) -> dict:
-    from meanfield.clouds import CloudsConfig, run_clouds
-
-    return run_clouds(CloudsConfig.quick() if quick else CloudsConfig.full(), progress=progress)
-
-
-def _draw_clouds(results, out, path):
-    from figures.fig_clouds import draw
-
-    return draw(results, out)
-
-
-def _report_clouds(res: dict) -> list[str]:
-    d = res["distances"]
-    rows = [f"| {label} | {v['init']:.3f} | {v['imitation']:.3f} | {v['backprop']:.3f} | "
-            f"{v['floor']:.3f} |"
-            for key, label in (("mean_energy_distance", "energy distance of the particles"),
-                               ("mean_block_error", "block error δ_l"))
-            for v in [d[key]]]
-    return [
-        "## Particle clouds before and after imitation",
-        "",
-        "Distances of the thin net's layers to the wide teacher's, mean over layers: at "
-        "initialisation, after layerwise imitation, after back-propagation from scratch with "
-        "the same number of particle-gradient evaluations, and the floor of n particles drawn "
-        "from the teacher itself.",
-        "",
-        "| distance | init | imitation | back-prop | floor |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-        "![particle clouds](clouds.png)",
-        "",
-    ]
-
-
-# The quick empirical comparisons: the tiny preset (a smoke test, too small to separate the
-# methods), two seeds, the methods the claims need plus the teacher, and BERT with shortened
-# stages, so that both fit in a few minutes. The full mode runs every method of the small
-# preset on three seeds.
-EMPIRICAL_QUICK = {
-    "resnet": [],
-    "bert": ["wide.steps=100", "finetune.steps=100", "imitate.steps_per_block=15",
-             "downstream.steps=150", "data.max_mlm_sequences=2000"],
-}
-EMPIRICAL_QUICK_METHODS = ["ours", "scratch", "scratch_long", "deeper", "kd", "teacher"]
-
-
-def _empirical(task: str):
-    def compute(quick: bool, progress: bool, path: Path) -> None:
-        from empirical.compare import run_compare
-
-        if quick:
-            run_compare(task, "tiny", [0, 1], path.parent, methods=EMPIRICAL_QUICK_METHODS,
-                        overrides=EMPIRICAL_QUICK[task], progress=progress, device="cpu")
-        else:
-            run_compare(task, "small", [0, 1, 2], path.parent, progress=progress,
-                        device="cpu")
-
-    return compute
-
-
-def _draw_empirical(results, out, path):
-    from figures.fig_empirical import draw
-
-    return draw(path.parent, out)
-
-
-def _report_empirical(res: dict) -> list[str]:
-    from empirical.compare import markdown
-
-    task = res["task"]
-    note = ([f"The {res['preset']} preset is a smoke test of the pipeline, too small to separate "
-             "the methods: its verdicts say nothing about the claims. They are tested with the "
-             "small preset (`gowide reproduce` without --quick, or `gowide empirical compare "
-             "--preset small`).", ""] if res["preset"] == "tiny" else [])
-    return [
-        f"## Empirical claims: {task} ({res['preset']} preset)",
-        "",
-        *note,
-        markdown(res),
-        f"![{task}: metric against compute](empirical_{task}_compute.png)",
-        "",
-        f"![{task}: per-block imitation error](empirical_{task}_blocks.png)",
-        "",
-        f"![{task}: training curves](empirical_{task}_curves.png)",
-        "",
-    ]
-
-
-def _interval(s: dict) -> str:
-    def f(x):
-        return "n/a" if x is None else f"{x:+.3f}"
-
-    return f"{f(s['value'])} [{f(s['ci_low'])}, {f(s['ci_high'])}]"
-
-
-def _report_limits(limits: dict) -> list[str]:
-    names = {
-        "width_slope": ("P1 width rate, at initialisation",
-                        "log-log slope of mean squared deviation vs N"),
-        "width_slope_trained": ("P1 width rate, after training",
-                                "same, after mean-field gradient descent for a fixed time"),
-        "depth_slope": ("P2 depth rate", "log-log slope of RMS error vs L against the ODE"),
-    }
-    rows = []
-    for key, (name, what) in names.items():
-        s = limits[key]
-        held = {True: "yes", False: "**no**", None: "undecided"}[s["held"]]
-        rows.append(f"| {name} | {what} | {s['predicted']:+.1f} ± {s['tolerance']} | "
-                    f"{_interval(s)} | {held} |")
-    return [
-        "## Mean-field limits (P1, P2)",
-        "",
-        "Each rate is the across-seed mean of per-seed log-log slopes with a 95% Student-t "
-        "interval. A prediction is held when the interval lies within the stated tolerance, "
-        "not held when it lies wholly outside, undecided otherwise.",
-        "",
-        "| prediction | measured quantity | predicted | measured [95% CI] | held |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-        "![width limit](limits_width.png)",
-        "",
-        "![depth limit](limits_depth.png)",
-        "",
-    ]
-
-
-def _report_compare(res: dict) -> list[str]:
-    from meanfield.report import compare_markdown
-
-    tasks = "; ".join(
-        f"seed {t.get('seed')}: {t.get('name', '?')}, best linear fit {t['linear_loss']:.3f} "
-        f"vs constant {t['constant_loss']:.3f}" for t in res.get("tasks", [])[:1])
-    return [
-        "## Imitation versus back-propagation (P3–P5)",
-        "",
-        f"Task (test losses are (1/2)·MSE on standardised targets; one task for all seeds): "
-        f"{tasks}.",
-        "",
-        *compare_markdown(res),
-        "",
-        "![deviation against width](compare_width.png)",
-        "",
-        "![deviation against depth](compare_depth.png)",
-        "",
-        "![efficiency](compare_efficiency.png)",
-        "",
-    ]
-
-
-JOBS = (
-    Job("mean-field limit checks (P1, P2)", "meanfield/limits/limits.json", _limits,
-        _draw_limits, _report_limits),
-    Job("imitation versus back-propagation (P3-P5)", "meanfield/compare/compare.json",
-        _compare, _draw_compare, _report_compare),
-    Job("depth and the residual scaling", "meanfield/depth/depth.json", _depth, _draw_depth,
-        _report_depth),
-    Job("particle clouds before and after imitation", "meanfield/clouds/clouds.json",
-        _clouds, _draw_clouds, _report_clouds),
-    Job("empirical claims, ResNet family (C1-C3)", "empirical/resnet/compare.json",
-        _empirical("resnet"), _draw_empirical, _report_empirical),
-    Job("empirical claims, BERT family (C1, C3, C4)", "empirical/bert/compare.json",
-        _empirical("bert"), _draw_empirical, _report_empirical),
-)
 
 
 def register(sub) -> None:
@@ -345,10 +112,7 @@ def _run(args, compute: bool) -> int:
         path = results_dir / job.relpath
         if path.exists() and not (compute and args.force):
             reused[job.relpath] = results = read_json(path, job.name)
-            try:
-                job.report(results)
-            except MALFORMED as exc:
-                raise _malformed(path, exc) from None
+            _render(job, path, results)
     created = not args.out.exists()
     out = output_dir(args.out)
     # Figures, REPORT.md and the manifest are drawn into a temporary directory under OUT and
@@ -376,13 +140,14 @@ def _draw_all(args, compute, results_dir, reused, staging, out, start, preset):
     from gowide.atomic import write_json, write_text
     from gowide.paths import output_dir, read_json
     from gowide.provenance import provenance
+    from gowide.report.document import render_report
 
     if compute:
         import torch
 
         torch.set_num_threads(args.threads)
     steps = len(JOBS) + 1
-    loaded, figures, sections = {}, [], []
+    loaded, figures, sections, machines = {}, [], [], []
     for i, job in enumerate(JOBS, 1):
         path = results_dir / job.relpath
         print(f"[{i}/{steps}] {job.name} ({preset} preset)")
@@ -402,20 +167,16 @@ def _draw_all(args, compute, results_dir, reused, staging, out, start, preset):
         loaded[job.relpath] = path
         try:
             drawn = job.draw(results, staging, path)
-            sections += job.report(results)
-            machine = results.get("provenance", {})
-            machine = machine if isinstance(machine, dict) else {}
         except MALFORMED as exc:
             raise _malformed(path, exc) from None
+        section, machine = _render(job, path, results)
+        sections += section
+        machines.append(machine)
         figures += [out / Path(p).relative_to(staging) for p in drawn]
 
     print(f"[{steps}/{steps}] report")
     report = out / "REPORT.md"
-    try:
-        text = render_report(sections, loaded, machine, preset)
-    except MALFORMED as exc:
-        raise _malformed(path, exc) from None
-    write_text(staging / "REPORT.md", text)
+    write_text(staging / "REPORT.md", render_report(sections, machines, preset))
     write_json(staging / "manifest.json", {
         "preset": preset,
         "results": {k: str(v) for k, v in loaded.items()},
@@ -431,15 +192,12 @@ def _draw_all(args, compute, results_dir, reused, staging, out, start, preset):
     return figures, report
 
 
-def render_report(sections: list[str], loaded: dict, prov: dict, preset: str) -> str:
-    machine = prov.get("machine", {})
-    sources = ", ".join(f"`{p}`" for p in loaded.values())
-    return "\n".join([
-        "# gowide — reproduction report",
-        "",
-        f"Preset: **{preset}**. Machine: {machine.get('cpu', '?')} "
-        f"({machine.get('cpu_count', '?')} cores), device {prov.get('device', '?')}, "
-        f"torch {prov.get('versions', {}).get('torch', '?')}. Results: {sources}.",
-        "",
-        *sections,
-    ])
+def _render(job, path: Path, results: dict) -> tuple[list[str], str]:
+    """A result's section of ``REPORT.md`` and its row of the machine table; a result that
+    cannot be rendered is a UsageError naming its file."""
+    from gowide.report.document import provenance_row
+
+    try:
+        return job.report(results), provenance_row(path, results)
+    except MALFORMED as exc:
+        raise _malformed(path, exc) from None

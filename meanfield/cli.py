@@ -145,21 +145,28 @@ def _run_experiment(args, config_cls, overrides: dict, run, filename: str, draw,
     return results, path, figures
 
 
-def limits_command(args) -> int:
-    from figures.fig_limits import draw
-    from meanfield.experiments import LimitsConfig, run_limits
-
-    overrides = {"activation": args.activation, "dtype": args.dtype, "device": args.device}
-    results, path, figures = _run_experiment(args, LimitsConfig, overrides, run_limits,
-                                             "limits.json", draw, args.device)
-    print(summarise_limits(results))
+def _show(markdown: list[str], path, figures) -> int:
+    """Print a result's tables (the body of its section in REPORT.md) and where it went."""
+    print("\n".join(markdown))
     print(f"results: {path}")
     print("figures: " + ", ".join(str(p) for p in figures))
     return 0
 
 
+def limits_command(args) -> int:
+    from figures.fig_limits import draw
+    from gowide.report.meanfield import limits_markdown
+    from meanfield.experiments import LimitsConfig, run_limits
+
+    overrides = {"activation": args.activation, "dtype": args.dtype, "device": args.device}
+    results, path, figures = _run_experiment(args, LimitsConfig, overrides, run_limits,
+                                             "limits.json", draw, args.device)
+    return _show(limits_markdown(results), path, figures)
+
+
 def compare_command(args) -> int:
     from figures.fig_compare import draw
+    from gowide.report.meanfield import compare_markdown
     from meanfield.compare import CompareConfig, run_compare
 
     if args.jobs > 64:
@@ -167,72 +174,24 @@ def compare_command(args) -> int:
     run = functools.partial(run_compare, workdir=Path(args.out) / "work", jobs=args.jobs)
     results, path, figures = _run_experiment(args, CompareConfig, {"task": args.task},
                                              run, "compare.json", draw, compact=True)
-    from meanfield.report import compare_markdown
-
-    print("\n".join(compare_markdown(results)))
-    print(f"results: {path}")
-    print("figures: " + ", ".join(str(p) for p in figures))
-    return 0
+    return _show(compare_markdown(results), path, figures)
 
 
 def depth_command(args) -> int:
     from figures.fig_depth import draw
+    from gowide.report.meanfield import depth_markdown
     from meanfield.depth import DepthConfig, run_depth
 
     results, path, figures = _run_experiment(args, DepthConfig, {}, run_depth, "depth.json",
                                              draw, compact=True)
-    print(summarise_depth(results))
-    print(f"results: {path}")
-    print("figures: " + ", ".join(str(p) for p in figures))
-    return 0
-
-
-def summarise_depth(results: dict) -> str:
-    lines = []
-    for v in results["verdicts"]:
-        state = {True: "held", False: "NOT HELD", None: "undecided"}[v["held"]]
-        lines.append(f"{state:>9}  {v['prediction']}: predicted {v['predicted']}; measured "
-                     f"{_num(v['value'])} [{_num(v['ci_low'])}, {_num(v['ci_high'])}] "
-                     f"(theory implies it: {v['implied_by_theory']})")
-    return "\n".join(lines)
+    return _show(depth_markdown(results), path, figures)
 
 
 def clouds_command(args) -> int:
     from figures.fig_clouds import draw
+    from gowide.report.meanfield import clouds_markdown
     from meanfield.clouds import CloudsConfig, run_clouds
 
     results, path, figures = _run_experiment(args, CloudsConfig, {"seed": args.seed},
                                              run_clouds, "clouds.json", draw)
-    print(summarise_clouds(results))
-    print(f"results: {path}")
-    print("figures: " + ", ".join(str(p) for p in figures))
-    return 0
-
-
-def summarise_clouds(results: dict) -> str:
-    dist = results["distances"]
-    lines = []
-    for key, label in (("mean_energy_distance", "energy distance"),
-                       ("mean_block_error", "block error")):
-        v = dist[key]
-        lines.append(f"{label:>16} to teacher (mean over layers): init {v['init']:.3f}, "
-                     f"imitation {v['imitation']:.3f}, back-prop {v['backprop']:.3f}; "
-                     f"floor (n teacher particles) {v['floor']:.3f}")
-    return "\n".join(lines)
-
-
-def summarise_limits(results: dict) -> str:
-    lines = []
-    for key, label in (("width_slope", "width slope (init)"),
-                       ("width_slope_trained", "width slope (trained)"),
-                       ("depth_slope", "depth slope")):
-        s = results[key]
-        verdict = {True: "held", False: "MISSED", None: "undecided"}[s["held"]]
-        lines.append(f"{label:>22}: {_num(s['value'])}  95% CI [{_num(s['ci_low'])}, "
-                     f"{_num(s['ci_high'])}]  predicted {s['predicted']:+.1f} ± {s['tolerance']}"
-                     f"  -> {verdict}")
-    return "\n".join(lines)
-
-
-def _num(x) -> str:
-    return "n/a" if x is None or x != x else f"{x:+.3f}"
+    return _show(clouds_markdown(results), path, figures)

@@ -123,8 +123,9 @@ class CompareConfig:
             raise ValueError("eff_eval_growth must exceed 1")
 
 
-class _Seed:
-    """What one seed shares: the task, the wide teachers and the width-limit references."""
+class _SeedCache:
+    """What the configurations of one seed share, each computed once and kept: the task, the
+    wide teachers and the width-limit references."""
 
     def __init__(self, cfg: CompareConfig, seed: int):
         self.cfg, self.seed = cfg, seed
@@ -159,7 +160,7 @@ class _Seed:
         return self._ref[depth, which]
 
 
-def measure_config(s: _Seed, width: int, depth: int) -> dict:
+def measure_config(s: _SeedCache, width: int, depth: int) -> dict:
     """P3 and P4 numbers for one (n, L) on one seed."""
     cfg, task = s.cfg, s.task
     wide, _ = s.wide(depth)
@@ -222,7 +223,7 @@ def run_seed(cfg: CompareConfig, seed: int) -> dict:
     torch.set_num_threads(1)
     grid = sorted({(n, cfg.width_depth) for n in cfg.widths}
                   | {(cfg.depth_width, L) for L in cfg.depths})
-    s = _Seed(cfg, seed)
+    s = _SeedCache(cfg, seed)
     records = [measure_config(s, n, L) for n, L in grid]
     return {"seed": seed, "config_key": config_key(cfg), "records": records,
             "efficiency": efficiency_seed(cfg, seed, s.task), "task": s.task.describe()}

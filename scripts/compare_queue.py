@@ -168,7 +168,9 @@ def main(argv=None) -> int:
                              overrides=list(args.set), progress=False, keep_checkpoints=False,
                              only_finished=True, device=args.device, threads=1)
         from figures.fig_empirical import draw
+        from gowide.report.empirical import write_compare_markdown
 
+        write_compare_markdown(result, out)
         draw(out, out / "figures")
         summary["claims_held"] = {f"{c['claim']}:{c['metric']}": c["held"]
                                   for c in result["claims"]}

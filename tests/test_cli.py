@@ -150,7 +150,7 @@ def _check_limits_output(out, stdout, sane_rates):
     for stem in ("limits_width", "limits_depth"):
         assert (out / f"{stem}.png").stat().st_size > 1000
         assert (out / f"{stem}.pdf").stat().st_size > 1000
-    assert "depth slope" in stdout and "results:" in stdout
+    assert "| P2 depth rate |" in stdout and "results:" in stdout
     assert not list(out.glob(".*.tmp")), "no temporary files may be left behind"
 
 
@@ -225,6 +225,31 @@ def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monk
     assert code == 0
     assert (tmp_path / "fig2" / "compare_width.pdf").exists()
     assert (tmp_path / "fig2" / "REPORT.md").exists()
+
+
+def test_report_records_the_machine_of_every_result(capsys, tmp_path, monkeypatch):
+    """REPORT.md names the machine each result file was computed on, every one of them (not
+    only the last job's)."""
+    import gowide.reproduce
+    from gowide.atomic import write_json
+    from gowide.jobs import Job
+
+    results, jobs = tmp_path / "results", []
+    for i, cpu in enumerate(("first CPU", "second CPU", "third CPU")):
+        rel = f"job{i}/result.json"
+        write_json(results / rel, {"provenance": {
+            "device": "cpu", "created": f"day {i}", "versions": {"torch": f"torch {i}"},
+            "machine": {"cpu": cpu, "cpu_count": i + 1}}})
+        jobs.append(Job(f"job {i}", rel, compute=None, draw=lambda res, out, path: [],
+                        report=lambda res: ["## a section", ""]))
+    monkeypatch.setattr(gowide.reproduce, "JOBS", tuple(jobs))
+    code, _, err = _run(["figures", "--out", str(tmp_path / "o"), "--results", str(results)],
+                        capsys)
+    assert code == 0, err
+    report = (tmp_path / "o" / "REPORT.md").read_text()
+    for i, cpu in enumerate(("first CPU", "second CPU", "third CPU")):
+        row = f"| `{results / f'job{i}/result.json'}` | {cpu} ({i + 1} cores) | cpu | torch {i} |"
+        assert row in report, report
 
 
 def test_figures_with_missing_results_is_a_usage_error(capsys, tmp_path):

@@ -114,7 +114,7 @@ def test_figure_script_draws_from_saved_results(tiny, tmp_path):
 
 
 def test_report_renders_every_table(tiny):
-    from meanfield.report import compare_markdown
+    from gowide.report.meanfield import compare_markdown
 
     text = "\n".join(compare_markdown(tiny))
     assert "| target f | route |" in text and "Stability bound" in text

@@ -9,7 +9,8 @@ import pytest
 from test_cli import _run
 
 from gowide.stats import decide
-from meanfield.depth import NOT_REACHED, DepthConfig, run_depth
+from meanfield.depth import DepthConfig, run_depth
+from meanfield.depth_summary import NOT_REACHED
 from meanfield.network import RESIDUAL_SCALES
 
 TINY = dict(n_train=48, n_test=48, depths=(2, 4), widths=(4, 8), wide_width=32, steps=20,

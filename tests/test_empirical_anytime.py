@@ -8,11 +8,12 @@ import math
 
 import pytest
 
-from empirical.anytime import curve, describe, summarise
+from empirical.anytime import curve, summarise
 from empirical.config import RunConfig, build_config, same_config
 from empirical.train import setup_context
 from gowide.cli import main
 from gowide.errors import UsageError
+from gowide.report.empirical import reach_cell
 
 
 def _run(method, evals, entries, final_model="thin", val=None, selected=None):
@@ -64,7 +65,7 @@ def test_reach_and_paired_ratio_to_scratch():
     ratio = d["flops_with_teacher_ratio_to_scratch"]  # 20/10 and 40/10
     assert ratio["geometric_mean"] == pytest.approx(math.sqrt(2 * 4))
     assert a["methods"]["kd"]["reach"]["reached"] == 0
-    assert describe(a["methods"]["kd"]["reach"], "flops_with_teacher") == "never (0 of 2)"
+    assert reach_cell(a["methods"]["kd"]["reach"], "flops_with_teacher") == "never (0 of 2)"
     assert a["methods"]["kd"]["reach"]["flops_with_teacher_ratio_to_scratch"] is None
 
 

@@ -6,9 +6,10 @@ import math
 import pytest
 from empirical_helpers import FAST_RESNET, fast_config
 
-from empirical.compare import improvement, markdown, summarise
+from empirical.claims import improvement, summarise
 from empirical.methods import run
 from gowide.cli import main
+from gowide.report.empirical import compare_markdown
 
 
 def _fake_result(task, method, seed, acc, flops=1e9, teacher=0):
@@ -47,7 +48,7 @@ def test_claims_follow_the_paired_interval():
     assert claims["C3"]["interval"][0] < 0 and claims["C3"]["held"] is False
     assert s["methods"]["ours"]["mean"]["test_accuracy"] == pytest.approx(0.91)
     assert s["methods"]["ours"]["std"]["test_accuracy"] == pytest.approx(0.01)
-    text = markdown(s)
+    text = compare_markdown(s)
     assert "| C1 ours beats the thin net trained normally (vs `scratch`)" in text
     assert "**no**" in text
 
@@ -70,7 +71,7 @@ def test_one_seed_or_a_missing_method_gives_no_verdict():
     claims = {c["claim"]: c for c in s["claims"]}
     assert claims["C1"]["held"] is None and "two seeds" in claims["C1"]["note"]
     assert claims["C2"]["held"] is None and "deeper" in claims["C2"]["note"]
-    assert "n/a" in markdown(s)
+    assert "n/a" in compare_markdown(s)
 
 
 def test_scratch_long_gets_the_flops_of_ours_with_its_teacher(tmp_path):
@@ -167,7 +168,7 @@ def test_a_failed_gate_leaves_every_claim_unjudged(change, failed):
     for c in s["claims"]:
         assert c["held"] is None and c["note"] == f"gate failed: {', '.join(failed)}"
         assert c["measured"] is not None  # the numbers are still reported
-    assert f"A gate failed ({', '.join(failed)})" in markdown(s)
+    assert f"A gate failed ({', '.join(failed)})" in compare_markdown(s)
 
 
 def test_block_error_gate_counts_from_each_blocks_floor():
@@ -191,7 +192,7 @@ def test_a_pilot_gate_that_fails_leaves_the_claims_unjudged():
     assert [g["passed"] for g in s["gates"]] == [True, True, True]
     assert s["gates_failed"] == ["pilot teacher_margin"]
     assert all(c["held"] is None for c in s["claims"])
-    assert "pilot seed" in markdown(s)
+    assert "pilot seed" in compare_markdown(s)
 
 
 def test_gates_that_cannot_be_checked_judge_nothing():
@@ -200,7 +201,7 @@ def test_gates_that_cannot_be_checked_judge_nothing():
     assert [g["passed"] for g in s["gates"]] == [None, None, None]
     assert "needs methods teacher and scratch" in s["gates"][0]["note"]
     assert s["gates_failed"] == [] and {c["claim"]: c["held"] for c in s["claims"]}["C1"]
-    assert "not checked" in markdown(s)
+    assert "not checked" in compare_markdown(s)
 
 
 def test_bert_teacher_margin_is_in_nats():

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from empirical_helpers import fast_config
 
-from empirical.compare import markdown, summarise
+from empirical.claims import summarise
 from empirical.config import build_config
 from empirical.connectors import Connectors, merge, merge_error
 from empirical.data.text import IGNORE, PAD, TextData
@@ -20,6 +20,7 @@ from empirical.subsample import subsample_init
 from empirical.tasks import BertTask, kd_kl
 from empirical.train import Context
 from gowide.errors import UsageError
+from gowide.report.empirical import compare_markdown
 
 CPU = Context(device=torch.device("cpu"), progress=False)
 V, T = 40, 16
@@ -199,7 +200,7 @@ def test_compare_reports_the_unigram_baseline():
     assert s["methods"]["ours"]["vs_unigram"]["below_bar"] is True
     assert s["methods"]["scratch"]["vs_unigram"]["below_bar"] is False  # 6.0 - 5.7 < 0.5
     assert s["methods"]["ours"]["vs_unigram"]["nats_below_unigram"] == pytest.approx(0.7)
-    text = markdown(s)
+    text = compare_markdown(s)
     assert "Unigram baseline" in text and "| `scratch` | 5.6500 |" in text
 
 

@@ -6,8 +6,11 @@
   and their own package only: never the other library, a command line or ``figures``
   (computation does not import plotting);
 * figures — ``figures/``: the ground and ``figures`` only (they read result files);
-* fronts — ``gowide.cli``, ``gowide.reproduce``, ``meanfield.cli``, ``empirical.cli``:
-  anything, except that no subcommand module imports ``gowide.cli``, which loads them.
+* report — ``gowide.report`` and its modules: the ground and ``gowide.report`` only (they
+  render result dicts as markdown);
+* fronts — ``gowide.cli``, ``gowide.reproduce``, ``gowide.jobs``, ``meanfield.cli``,
+  ``empirical.cli``: anything, except that no subcommand module imports ``gowide.cli``,
+  which loads them.
 
 Every import counts, those inside functions too.
 """
@@ -21,8 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("gowide", "meanfield", "empirical", "figures")
 GROUND = {"gowide", "gowide.errors", "gowide.atomic", "gowide.provenance", "gowide.paths",
           "gowide.stats", "gowide.argtypes", "gowide.environment"}
-FRONTS = {"gowide.cli", "gowide.__main__", "gowide.reproduce", "meanfield.cli",
+FRONTS = {"gowide.cli", "gowide.__main__", "gowide.reproduce", "gowide.jobs", "meanfield.cli",
           "empirical.cli"}
+REPORT = "gowide.report"
+
+
+def _in_report(name: str) -> bool:
+    return name == REPORT or name.startswith(REPORT + ".")
 
 
 def modules() -> dict[str, set[str]]:
@@ -76,6 +84,24 @@ def test_figures_read_results_only():
         bad = {m for m in _known(imported, set(mods))
                if m not in GROUND and m.split(".")[0] != "figures"}
         assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_the_report_reads_results_only():
+    mods = modules()
+    assert REPORT in mods, "gowide.report is missing"
+    for name, imported in mods.items():
+        if not _in_report(name):
+            continue
+        bad = {m for m in _known(imported, set(mods)) if m not in GROUND and not _in_report(m)}
+        assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_every_project_module_has_a_layer():
+    # a new module of gowide/ must be placed: in the ground, the report or the fronts
+    mods = modules()
+    for name in mods:
+        if name.split(".")[0] == "gowide":
+            assert name in GROUND | FRONTS or _in_report(name), f"{name} has no layer"
 
 
 def test_no_subcommand_module_imports_the_entry_point():

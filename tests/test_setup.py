@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from meanfield import clouds
-from meanfield.compare import CompareConfig, _Seed
+from meanfield.compare import CompareConfig, _SeedCache
 from meanfield.setup import initial_law, stream
 
 SHARED = dict(n_train=64, n_test=64, wide_width=32, wide_steps=5, dim=4)
@@ -14,7 +14,7 @@ def test_compare_and_clouds_train_the_same_teacher():
     ccfg = CompareConfig.quick(**SHARED, widths=(4, 8), depths=(2, 4), width_depth=4,
                                depth_width=4, bp_reference_width=32, seeds=(3,))
     kcfg = clouds.CloudsConfig.quick(**SHARED, depth=4, thin_width=4, layers=(0, 3), seed=3)
-    from_compare, _ = _Seed(ccfg, 3).wide(4)
+    from_compare, _ = _SeedCache(ccfg, 3).wide(4)
     from_clouds, _ = clouds.teacher(kcfg)
     for p, q in zip(from_compare.parameters(), from_clouds.parameters(), strict=True):
         assert torch.equal(p, q)
