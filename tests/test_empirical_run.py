@@ -8,11 +8,14 @@ import pytest
 import torch
 from empirical_helpers import FAST_BERT, FAST_RESNET, TEST_CACHE, fast_config
 
-import empirical.methods as methods
-from empirical.methods import METHODS, run
+import empirical.runner as runner
+from empirical.checkpoints import load_checkpoint
+from empirical.methods import METHODS
+from empirical.runner import run
 from empirical.tasks import ImageTask
-from empirical.train import Diverged, load_checkpoint
+from empirical.train import Diverged
 from gowide.cli import main
+from gowide.errors import UsageError
 
 
 def _weights(path):
@@ -48,14 +51,14 @@ def test_resume_after_a_stage_gives_the_same_final_weights(tmp_path, monkeypatch
     cfg = fast_config("resnet", "ours")
     run(cfg, tmp_path / "straight", progress=False)
 
-    real_run_stage = methods.run_stage
+    real_run_stage = runner.run_stage
 
     def crash_in_stage_2(stage, *args, **kwargs):
         if stage.name == "imitate":
             raise KeyboardInterrupt
         return real_run_stage(stage, *args, **kwargs)
 
-    monkeypatch.setattr(methods, "run_stage", crash_in_stage_2)
+    monkeypatch.setattr(runner, "run_stage", crash_in_stage_2)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "resumed", progress=False)
     ckpts = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("*.pt"))
@@ -67,7 +70,7 @@ def test_resume_after_a_stage_gives_the_same_final_weights(tmp_path, monkeypatch
         calls.append(stage.name)
         return real_run_stage(stage, *args, **kwargs)
 
-    monkeypatch.setattr(methods, "run_stage", counting)
+    monkeypatch.setattr(runner, "run_stage", counting)
     result = run(cfg, tmp_path / "resumed", resume=True, progress=False)
     assert calls == ["imitate", "finetune"]  # stage 1 is not repeated
     assert result["stages"]["wide"]["resumed"] is True
@@ -82,7 +85,7 @@ def test_resume_after_a_stage_gives_the_same_final_weights(tmp_path, monkeypatch
 def test_resume_refuses_checkpoints_of_another_config(tmp_path):
     run(fast_config("resnet", "teacher"), tmp_path, progress=False)
     other = fast_config("resnet", "teacher", extra=["wide.lr=0.01"])
-    with pytest.raises(methods.UsageError, match="different configuration"):
+    with pytest.raises(UsageError, match="different configuration"):
         run(other, tmp_path, resume=True, progress=False)
 
 
