@@ -118,6 +118,26 @@ def test_divergence_names_stage_and_step_and_keeps_last_good_checkpoint(tmp_path
     assert "stage 'finetune' diverged at step 3" in err and "\n" not in err
 
 
+# Keys of the stage cache for the tiny preset's ResNet runs on seed 0 (threads 1), as the
+# caches written so far store them: changing how keys are made orphans every stored cache.
+TINY_CACHE_KEYS = {"ours": ["fac08a6df58646b27d6f", "c7a34c6250dcc8e5e73d",
+                            "65e844666c65dabbe0ab"],
+                   "kd": ["fac08a6df58646b27d6f", "561fa2a9046aff2f202f"]}
+
+
+@pytest.mark.parametrize("method", sorted(TINY_CACHE_KEYS))
+def test_stage_cache_keys_stay_those_of_stored_caches(method):
+    from empirical.config import build_config
+    from empirical.methods import plan
+    from empirical.tasks import make_task
+
+    cfg = build_config("resnet", method, "tiny", [], seed=0, threads=1)
+    _, stages = plan(cfg, make_task(cfg))
+    key = runner.config_key(cfg)
+    assert [runner.stage_key(key, stages[: i + 1], METHODS[method].final_role)
+            for i in range(len(stages))] == TINY_CACHE_KEYS[method]
+
+
 BASELINES = {  # method: (its stages in order, the model it ends with)
     "scratch": (["scratch"], "thin"),
     "deeper": (["scratch"], "deeper"),
