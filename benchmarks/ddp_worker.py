@@ -4,10 +4,10 @@
         -m benchmarks.ddp_worker --out FILE [--device cpu|cuda] [--tasks resnet,bert] ...
 
 Each process joins the process group as every run of the project does
-(``empirical.train.setup_context``: gloo on CPU, NCCL on GPU; no group with one process),
+(``empirical.runtime.setup_runtime``: gloo on CPU, NCCL on GPU; no group with one process),
 builds the wide model of the tiny preset (stage 1, the stage that trains under DDP) and
 runs supervised steps as ``train_supervised`` does: its share of the global batch, forward
-under the context's autocast, label loss, backward with DDP's gradient all-reduce, the loss
+under the runtime's autocast, label loss, backward with DDP's gradient all-reduce, the loss
 averaged over processes, the optimizer step. After warm-up steps and a barrier, ``windows``
 windows of ``steps`` steps are timed, each between barriers; rank 0 writes the throughput
 of each window (examples of the global batch per second; for BERT also tokens, batch ×
@@ -23,33 +23,34 @@ import time
 import torch
 
 from empirical.config import build_config
+from empirical.runtime import prepare_model, setup_runtime, to_device
 from empirical.tasks import make_task
-from empirical.train import make_optimizer, prepare_model, setup_context, to_device
+from empirical.train import make_optimizer
 from gowide.atomic import write_json
 
 ROLE_SEED = 1  # the wide role's seed offset, as in the runs
 
 
-def run_task(name: str, ctx, steps: int, warmup: int, windows: int) -> dict:
-    cfg = build_config(name, "ours", "tiny", device=ctx.device.type)
+def run_task(name: str, runtime, steps: int, warmup: int, windows: int) -> dict:
+    cfg = build_config(name, "ours", "tiny", device=runtime.device.type)
     task = make_task(cfg)
     torch.manual_seed(cfg.seed * 7919 + ROLE_SEED)
-    model = prepare_model(task.build("wide"), ctx)
+    model = prepare_model(task.build("wide"), runtime)
     model.train()
-    net = ctx.wrap(model)
+    net = runtime.wrap(model)
     opt, _ = make_optimizer(model.parameters(), cfg.wide.lr, cfg.wide.weight_decay, 10**6)
     batch_size = cfg.wide.batch_size
-    batches = task.train_batches(batch_size, torch.Generator().manual_seed(0), ctx.rank,
-                                 ctx.world)
-    sync = torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None)
+    batches = task.train_batches(batch_size, torch.Generator().manual_seed(0), runtime.rank,
+                                 runtime.world)
+    sync = torch.cuda.synchronize if runtime.device.type == "cuda" else (lambda: None)
 
     def step():
-        batch = to_device(next(batches), ctx.device)
-        with ctx.autocast():
+        batch = to_device(next(batches), runtime.device)
+        with runtime.autocast():
             loss = task.loss(task.forward(net, batch), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        ctx.mean_across(loss)
+        runtime.mean_across(loss)
         opt.step()
 
     for _ in range(warmup):
@@ -57,12 +58,12 @@ def run_task(name: str, ctx, steps: int, warmup: int, windows: int) -> dict:
     rates = []
     for _ in range(windows):
         sync()
-        ctx.barrier()
+        runtime.barrier()
         start = time.perf_counter()
         for _ in range(steps):
             step()
         sync()
-        ctx.barrier()
+        runtime.barrier()
         rates.append(batch_size * steps / (time.perf_counter() - start))
     out = {"examples_per_s": statistics.median(rates), "window_examples_per_s": rates,
            "global_batch": batch_size, "steps_per_window": steps, "warmup_steps": warmup,
@@ -83,17 +84,17 @@ def main(argv=None) -> None:
     ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    ctx = setup_context(args.device, progress=False)
-    if ctx.device.type == "cpu":
+    runtime = setup_runtime(args.device, progress=False)
+    if runtime.device.type == "cpu":
         torch.set_num_threads(args.threads)
-    results = {name: run_task(name, ctx, args.steps, args.warmup, args.windows)
+    results = {name: run_task(name, runtime, args.steps, args.warmup, args.windows)
                for name in args.tasks.split(",")}
-    if ctx.is_main:
-        write_json(args.out, {"world": ctx.world, "device": ctx.describe(),
+    if runtime.is_main:
+        write_json(args.out, {"world": runtime.world, "device": runtime.describe(),
                               "threads_per_process": torch.get_num_threads(),
                               "tasks": results})
-    ctx.barrier()
-    if ctx.distributed:
+    runtime.barrier()
+    if runtime.distributed:
         torch.distributed.destroy_process_group()
 
 

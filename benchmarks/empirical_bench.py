@@ -1,6 +1,6 @@
 """Benchmarks of the three-stage machinery on the tiny models (``empirical/configs/tiny.toml``).
 
-* ``stage2_over_plain`` — a stage-2 step (``stages.imitation_step`` with what ``imitate`` does
+* ``stage2_over_plain`` — a stage-2 step (``imitation.imitation_step`` with what ``imitate`` does
   around it: the batch, the optimizer and scheduler steps, the loss read back) against a
   plain training step of the thin model on labels plus a forward pass of the wide model
   under ``torch.inference_mode``. Two stage-2 phases: ``progressive_top`` (the top block,
@@ -30,19 +30,14 @@ from benchmarks.timing import env, measure, paired_ratio, set_threads
 from empirical.capture import FeatureCapture, block_names
 from empirical.config import build_config
 from empirical.connectors import Connectors
+from empirical.imitation import _set_trainable, imitation_step
 from empirical.precompute import precompute_features, training_examples
-from empirical.stages import _set_trainable, imitation_step
+from empirical.run import Run, build_role
+from empirical.runtime import setup_runtime, to_device
 from empirical.tasks import make_task
-from empirical.train import (
-    check_finite,
-    make_optimizer,
-    prepare_model,
-    setup_context,
-    to_device,
-)
+from empirical.train import check_finite, make_optimizer
 from gowide.errors import UsageError
 
-ROLE_SEEDS = {"wide": 1, "thin": 2}
 TASKS = ("resnet", "bert")
 
 FULL = {"reps": 11, "warmup": 3, "min_sample_s": 0.1, "all_phases": True}
@@ -65,11 +60,11 @@ def threads_of(cfg):
 
 
 class Setup:
-    """The tiny preset of one task: its config, data, context and a thin and a wide model."""
+    """The tiny preset of one task: its config, data, runtime and a thin and a wide model."""
 
     def __init__(self, task_name: str, device: str = "cpu"):
         self.cfg = build_config(task_name, "ours", "tiny", device=device)
-        self.ctx = setup_context(device, progress=False)
+        self.runtime = setup_runtime(device, progress=False)
         self.task = make_task(self.cfg)
         self.thin = self._build("thin")
         self.wide = self._build("wide")
@@ -77,12 +72,11 @@ class Setup:
         self.names = block_names(self.thin)
 
     def _build(self, role: str):
-        torch.manual_seed(self.cfg.seed * 7919 + ROLE_SEEDS[role])
-        return prepare_model(self.task.build(role), self.ctx)
+        return build_role(self.task, role, self.cfg.seed, self.runtime)
 
     def batches(self, batch_size: int, seed: int = 0):
         return self.task.train_batches(batch_size, torch.Generator().manual_seed(seed),
-                                       self.ctx.rank, self.ctx.world)
+                                       self.runtime.rank, self.runtime.world)
 
     def phase(self, name: str) -> tuple[list[str], list[str]]:
         """(blocks trained, blocks in the loss) of a stage-2 phase."""
@@ -92,31 +86,31 @@ class Setup:
         return [block], [block]
 
     def stage2_step(self, phase: str, features=None):
-        """A stage-2 step of ``phase`` on a copy of the thin model, as ``stages.imitate`` runs
+        """A stage-2 step of ``phase`` on a copy of the thin model, as ``imitation.imitate`` runs
         it (teacher live, or read from ``features``)."""
-        cfg, ctx, task, wide = self.cfg.imitate, self.ctx, self.task, self.wide
+        cfg, runtime, task, wide = self.cfg.imitate, self.runtime, self.task, self.wide
         thin = copy.deepcopy(self.thin)
         train_blocks, loss_blocks = self.phase(phase)
-        connectors = Connectors(thin, wide, self.names, seed=0).to(ctx.device)
+        connectors = Connectors(thin, wide, self.names, seed=0).to(runtime.device)
         thin.train()
         params = _set_trainable(thin, connectors, train_blocks)
         for b in self.names:
             thin.get_submodule(b).train(b in train_blocks)
         opt, sched = make_optimizer(params, cfg.lr, cfg.weight_decay, 10**6)
+        run = Run(task, runtime, models={"thin": thin, "wide": wide}, connectors=connectors)
         if features is None:
             stream = ((b, None) for b in self.batches(cfg.batch_size))
         else:
             stream = features.batches(cfg.batch_size, torch.Generator().manual_seed(0),
-                                      ctx.rank, ctx.world)
+                                      runtime.rank, runtime.world)
 
         def step():
             batch, z = next(stream)
-            batch = to_device(batch, ctx.device)
-            z = None if z is None else to_device(z, ctx.device)
-            loss = imitation_step(thin, wide, connectors, task, batch, loss_blocks, cfg, ctx,
-                                  opt, z)
-            ctx.average_gradients(params)
-            check_finite(ctx.mean_across(loss), "benchmark", 0)
+            batch = to_device(batch, runtime.device)
+            z = None if z is None else to_device(z, runtime.device)
+            loss = imitation_step(run, batch, loss_blocks, cfg, opt, z)
+            runtime.average_gradients(params)
+            check_finite(runtime.mean_across(loss), "benchmark", 0)
             opt.step()
             sched.step()
 
@@ -125,7 +119,7 @@ class Setup:
     def plain_step(self):
         """A plain training step of a copy of the thin model on labels, plus a forward pass of
         the wide model under inference mode."""
-        cfg, ctx, task, wide = self.cfg.imitate, self.ctx, self.task, self.wide
+        cfg, runtime, task, wide = self.cfg.imitate, self.runtime, self.task, self.wide
         thin = copy.deepcopy(self.thin)
         thin.train()
         for p in thin.parameters():
@@ -134,14 +128,14 @@ class Setup:
         stream = self.batches(cfg.batch_size)
 
         def step():
-            batch = to_device(next(stream), ctx.device)
-            with torch.inference_mode(), ctx.autocast():
+            batch = to_device(next(stream), runtime.device)
+            with torch.inference_mode(), runtime.autocast():
                 task.forward(wide, batch)
-            with ctx.autocast():
+            with runtime.autocast():
                 loss = task.loss(task.forward(thin, batch), batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            check_finite(ctx.mean_across(loss), "benchmark", 0)
+            check_finite(runtime.mean_across(loss), "benchmark", 0)
             opt.step()
             sched.step()
 
@@ -149,7 +143,7 @@ class Setup:
 
 
 def _device(setup: Setup) -> str:
-    return str(setup.ctx.device)
+    return str(setup.runtime.device)
 
 
 def stage2_over_plain(quick: bool, device: str = "cpu", setups=None, progress=print) -> dict:
@@ -177,7 +171,7 @@ def stage2_over_plain(quick: bool, device: str = "cpu", setups=None, progress=pr
                                     "forward under inference_mode; worst phase and model)",
             "met": worst <= 1.3, "by_model": by_model,
             "what": "tiny preset models (empirical/configs/tiny.toml), freshly initialised; "
-                    "stage 2 = stages.imitation_step + optimizer and scheduler steps; plain = "
+                    "stage 2 = imitation.imitation_step + optimizer and scheduler steps; plain = "
                     "thin forward, label loss, backward, optimizer and scheduler steps, and a "
                     "wide forward under torch.inference_mode",
             "env": env(threads=by_model[TASKS[0]]["env"]["threads"], device=device)}
@@ -190,7 +184,7 @@ def hook_overhead(quick: bool, device: str = "cpu", setups=None, progress=print)
         s = setups[name] if setups else Setup(name, device)
         thin = copy.deepcopy(s.thin)
         thin.train()
-        batch = to_device(next(s.batches(s.cfg.imitate.batch_size)), s.ctx.device)
+        batch = to_device(next(s.batches(s.cfg.imitate.batch_size)), s.runtime.device)
         task = s.task
 
         def plain(thin=thin, batch=batch, task=task):
@@ -225,7 +219,7 @@ def precompute_speedup(quick: bool, device: str = "cpu", setups=None, progress=p
     s = setups["resnet"] if setups else Setup("resnet", device)
     with threads_of(s.cfg) as threads:
         start = time.perf_counter()
-        features = precompute_features(s.wide, s.task, s.ctx, names=s.names)
+        features = precompute_features(s.wide, s.task, s.runtime, names=s.names)
         precompute_s = time.perf_counter() - start
         phases = list(s.names) if p["all_phases"] else ["progressive_top"]
         rows = {}

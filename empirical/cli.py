@@ -24,7 +24,8 @@ from gowide.errors import UsageError
 
 def _run(args) -> int:
     from empirical.config import build_config
-    from empirical.methods import check_out, get_method, run
+    from empirical.methods import get_method
+    from empirical.runner import check_out, run
     from empirical.train import Diverged
 
     get_method(args.method)
@@ -67,7 +68,7 @@ def _summary(result: dict, out) -> str:
 def _compare(args) -> int:
     from empirical.compare import parse_methods, run_compare
     from empirical.config import build_config
-    from empirical.methods import check, check_out
+    from empirical.runner import check, check_out
     from empirical.train import Diverged
 
     methods = parse_methods(args.methods)

@@ -1,6 +1,6 @@
 """``gowide empirical compare``: every method on several seeds, and the paper's claims tested.
 
-For each seed every method runs through :func:`empirical.methods.run` into
+For each seed every method runs through :func:`empirical.runner.run` into
 ``OUT/runs/<method>/seed<s>/``; the methods that share their first stages (the wide teacher,
 and for ``ours``, ``ours_no_ft`` and ``ours_labels_only`` the imitation too) train them once
 through a stage cache in ``OUT/cache/``. A finished run (its ``result.json`` written with the
@@ -30,7 +30,8 @@ from empirical import anytime
 from empirical.claims import metric_values, summarise
 from empirical.config import build_config, same_config
 from empirical.gates import gate_facts
-from empirical.methods import METHODS, get_method, run
+from empirical.methods import METHODS, get_method
+from empirical.runner import run
 from gowide.atomic import write_json
 from gowide.errors import UsageError
 

@@ -162,7 +162,7 @@ class DownstreamConfig(SupervisedConfig):
 
 
 @dataclass
-class ImitateConfig:
+class ImitationConfig:
     """Stage 2, layerwise imitation of the wide model's block outputs.
 
     Per block (progressive schedule): a fresh AdamW with ``warmup``·``steps_per_block`` steps
@@ -236,7 +236,7 @@ class RunConfig:
     deeper_width_mult: float = 1.0  # its width multiplier (bert: ~3x the size with 2x layers)
     data: DataConfig = field(default_factory=DataConfig)
     wide: SupervisedConfig = field(default_factory=SupervisedConfig)
-    imitate: ImitateConfig = field(default_factory=ImitateConfig)
+    imitate: ImitationConfig = field(default_factory=ImitationConfig)
     finetune: SupervisedConfig = field(default_factory=SupervisedConfig)
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
     # The baselines trained from scratch: any key of a supervised stage, over finetune's

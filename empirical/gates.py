@@ -10,8 +10,9 @@ from __future__ import annotations
 # (train.convergence) and, where scratch_2x ran, doubling scratch's steps changed validation by
 # less than "doubling" (0.3 accuracy point; for text 0.01 masked-LM nats, a choice of this
 # package); block_error: every block's thin-mode relative error after stage 2 of ours is at most
-# this above the least error its interface width allows (its floor, stages.error_floor: 0 where
-# thin and wide widths agree, so the gate is then the plain "error <= 0.05"), on every seed. A
+# this above the least error its interface width allows (its floor,
+# imitation_loss.error_floor: 0 where thin and wide widths agree, so the gate is then the plain
+# "error <= 0.05"), on every seed. A
 # thin block whose output is c channels wide, mapped linearly into a teacher's C > c, cannot go
 # below the teacher's variance outside its top c principal components; a gate on the plain error
 # would then fail whatever stage 2 does, and test nothing about it. A gate that fails leaves every
@@ -103,7 +104,7 @@ def check_gates(task: str, per_method: dict) -> list[dict]:
         errors = [f.get("max_block_error") for f in ours.values()]
         floors = [f.get("max_block_error_floor") for f in ours.values()]
         extra = ({"floor_per_seed": floors, "note": "largest error floor of a narrower "
-                  "interface (stages.error_floor) per seed"} if any(floors) else {})
+                  "interface (imitation_loss.error_floor) per seed"} if any(floors) else {})
         rows.append(row | {"measured": max(excess), "per_seed": excess,
                            "max_error_per_seed": errors, **extra,
                            "passed": bool(max(excess) <= threshold)})

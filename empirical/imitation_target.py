@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 from empirical.config import build_config
-from empirical.methods import build_role
-from empirical.stages import RunState, Stage, run_stage
+from empirical.run import Run
+from empirical.runtime import setup_runtime
+from empirical.stages import Stage, run_stage
 from empirical.tasks import make_task
-from empirical.train import setup_context
 from gowide.atomic import write_json
 from gowide.stats import mean_interval
 
@@ -46,35 +46,35 @@ QUICK = ["model.blocks_per_stage=1", "model.base_width=4", "wide_mult=2.0", "wid
 def measure_seed(preset: str, overrides: list[str], seed: int, progress: bool = False) -> dict:
     """One teacher, then stage 2 (+ stage 3) once per target from the same thin start."""
     cfg = build_config("resnet", "ours", preset, overrides, seed=seed, device="cpu")
-    ctx = setup_context("cpu", progress)
+    runtime = setup_runtime("cpu", progress)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     task = make_task(cfg)
-    state = RunState()
-    state.models["wide"] = build_role(task, "wide", seed, ctx)
+    teacher = Run(task, runtime, cfg=cfg)
+    teacher.model("wide")
     torch.manual_seed(seed * 1000 + 1)
-    run_stage(Stage("wide", "wide", "wide", cfg.wide), state, task, ctx, seed * 1000 + 1)
-    out = {"seed": seed, "teacher_val_accuracy": task.evaluate(state.models["wide"], "val",
-                                                               ctx.device)["accuracy"]}
+    run_stage(Stage("wide", "wide", "wide", cfg.wide), teacher, seed * 1000 + 1)
+    out = {"seed": seed, "teacher_val_accuracy": task.evaluate(teacher.wide, "val",
+                                                               runtime.device)["accuracy"]}
     for target in TARGETS:
         start = time.perf_counter()
-        thin_state = RunState(models={"wide": state.models["wide"],
-                                      "thin": build_role(task, "thin", seed, ctx)})
+        run = Run(task, runtime, cfg=cfg, models={"wide": teacher.wide})
+        run.model("thin")
         stage2 = Stage("imitate", "imitate", "thin", replace(cfg.imitate, target=target),
                        teacher="wide")
         torch.manual_seed(seed * 1000 + 2)
-        record = run_stage(stage2, thin_state, task, ctx, seed * 1000 + 2)
-        thin = thin_state.models["thin"]
-        no_ft = task.evaluate(thin, "val", ctx.device)["accuracy"]
+        record = run_stage(stage2, run, seed * 1000 + 2)
+        no_ft = task.evaluate(run.thin, "val", runtime.device)["accuracy"]
         post = record.get("post_activation_block_errors", record["block_errors"])["thin"]
         torch.manual_seed(seed * 1000 + 3)
         run_stage(Stage("finetune", "finetune", "thin", cfg.finetune, teacher="wide"),
-                  thin_state, task, ctx, seed * 1000 + 3)
+                  run, seed * 1000 + 3)
         out[target] = {"post_activation_errors": post,
                        "trained_target_errors": record["block_errors"]["thin"],
                        "mean_post_activation_error": sum(post.values()) / len(post),
                        "val_accuracy_no_ft": no_ft,
-                       "val_accuracy_ours": task.evaluate(thin, "val", ctx.device)["accuracy"],
+                       "val_accuracy_ours": task.evaluate(run.thin, "val",
+                                                          runtime.device)["accuracy"],
                        "wall_s": time.perf_counter() - start}
     return out
 

@@ -4,7 +4,7 @@ Stage 2 reads the wide model's block outputs at every step. The wide model is fi
 stage 2 (eval mode, no gradient), so where a training batch is a fixed function of the
 indices of its examples, its outputs on an example never change: they can be computed once,
 kept in memory, and read back by index instead of running the wide model at every step
-(:func:`precompute_features`, then ``stages.imitate(..., features=...)``). A step then costs
+(:func:`precompute_features`, then ``imitation.imitate(..., features=...)``). A step then costs
 the thin model's forward and backward passes alone.
 
 This holds for the image task, whose batches are ``{"x": x[idx], "y": y[idx]}``. It does not
@@ -28,9 +28,9 @@ from torch import nn
 
 from empirical.capture import block_names, unwrap
 from empirical.flops import count_flops
-from empirical.stages import teacher_outputs
+from empirical.imitation_loss import teacher_outputs
+from empirical.runtime import Runtime, to_device
 from empirical.tasks import ImageTask, index_batches
-from empirical.train import Context, to_device
 from gowide.errors import UsageError
 
 
@@ -96,16 +96,16 @@ class TeacherFeatures:
 
 
 def feature_bytes(wide: nn.Module, task, names: list[str] | None = None,
-                  ctx: Context | None = None, probe: int = 2) -> int:
+                  runtime: Runtime | None = None, probe: int = 2) -> int:
     """Bytes the block outputs ``names`` (default: every block) of the training set take."""
-    ctx = ctx or Context(torch.device("cpu"))
+    runtime = runtime or Runtime(torch.device("cpu"))
     names = list(names) if names else block_names(wide)
     examples = training_examples(task)
     n = next(iter(examples.values())).shape[0]
-    batch = to_device({k: v[:probe] for k, v in examples.items()}, ctx.device)
+    batch = to_device({k: v[:probe] for k, v in examples.items()}, runtime.device)
     was = wide.training
     wide.eval()
-    z = teacher_outputs(wide, task, batch, names, ctx, stop_after=_last(wide, names))
+    z = teacher_outputs(wide, task, batch, names, runtime, stop_after=_last(wide, names))
     wide.train(was)
     per_example = sum(t[0].numel() * t.element_size() for t in z.values())
     return per_example * n
@@ -120,23 +120,23 @@ def _last(wide: nn.Module, names: list[str]) -> str:
     return max(names, key=order.get)
 
 
-def precompute_features(wide: nn.Module, task, ctx: Context | None = None,
+def precompute_features(wide: nn.Module, task, runtime: Runtime | None = None,
                         names: list[str] | None = None, batch_size: int = 256,
                         max_bytes: int | None = None, store: str | torch.device = "cpu",
                         ) -> TeacherFeatures:
-    """Run the wide model (eval mode, no grad, the context's autocast) once over the training
+    """Run the wide model (eval mode, no grad, the runtime's autocast) once over the training
     set and keep the outputs of the blocks ``names`` (default: every block).
 
     ``max_bytes`` (default: half the memory available) bounds the size of what is kept: a
     UsageError, with the sizes, when the features would not fit. ``store``: the device that
     holds them."""
     start = time.perf_counter()
-    ctx = ctx or Context(torch.device("cpu"))
+    runtime = runtime or Runtime(torch.device("cpu"))
     names = list(names) if names else block_names(wide)
     last = _last(wide, names)
     examples = training_examples(task)
     n = next(iter(examples.values())).shape[0]
-    need = feature_bytes(wide, task, names, ctx)
+    need = feature_bytes(wide, task, names, runtime)
     budget = available_memory() // 2 if max_bytes is None else int(max_bytes)
     if need > budget:
         raise UsageError(
@@ -148,10 +148,10 @@ def precompute_features(wide: nn.Module, task, ctx: Context | None = None,
     outputs: dict[str, list[torch.Tensor]] = {k: [] for k in names}
     flops = 0
     for s in range(0, n, batch_size):
-        batch = to_device({k: v[s: s + batch_size] for k, v in examples.items()}, ctx.device)
+        batch = to_device({k: v[s: s + batch_size] for k, v in examples.items()}, runtime.device)
 
         def run(batch=batch):
-            return teacher_outputs(wide, task, batch, names, ctx, stop_after=last)
+            return teacher_outputs(wide, task, batch, names, runtime, stop_after=last)
 
         if s == 0:  # the count is linear in the batch size: count once, scale to the set
             z, f = count_flops(run)

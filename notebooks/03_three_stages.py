@@ -37,7 +37,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from empirical.config import build_config
-from empirical.methods import get_method, run
+from empirical.methods import get_method
+from empirical.runner import run
 
 torch.set_num_threads(1)
 workdir = tempfile.mkdtemp(prefix="gowide-nb3-")

@@ -1,5 +1,5 @@
 """The masked-LM loss of ``ours_no_ft`` (tiny BERT) with the thin masked-LM head taken from
-the teacher (``stages.transfer_mlm_head``, sqrt or linear rescale) or left as initialised.
+the teacher (``transfer.transfer_mlm_head``, sqrt or linear rescale) or left as initialised.
 
     python scripts/measure_bert_head.py --out DIR            # tiny preset, seeds 0 and 1
     python scripts/measure_bert_head.py --out DIR --quick    # a smoke test, seconds
@@ -25,9 +25,9 @@ QUICK = ["model.layers=2", "model.hidden=16", "model.ffn=32", "model.heads=2", "
 
 
 def main(argv: list[str] | None = None) -> int:
-    from empirical import stages
+    from empirical import imitation
     from empirical.config import build_config
-    from empirical.methods import run
+    from empirical.runner import run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    real = stages.transfer_mlm_head
+    real = imitation.transfer_mlm_head
     rows = {}
     for seed in range(args.seeds):
         for name, head, rescale in (("own", "own", None), ("wide_sqrt", "wide", "sqrt"),
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             def transfer(*a, rescale=rescale, **k):
                 return real(*a, **(k | {"rescale": rescale}))
 
-            with mock.patch.object(stages, "transfer_mlm_head", transfer):
+            with mock.patch.object(imitation, "transfer_mlm_head", transfer):
                 r = run(cfg, args.out / f"{name}-{seed}", progress=False)
             rows[f"{name}-{seed}"] = {
                 "mlm_loss": r["metrics"]["mlm"]["val"]["mlm_loss"],

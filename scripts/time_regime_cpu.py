@@ -32,7 +32,7 @@ def main() -> int:
     import torch
 
     from empirical.config import build_config
-    from empirical.methods import run
+    from empirical.runner import run
     from gowide.atomic import write_json
     from gowide.provenance import provenance
 

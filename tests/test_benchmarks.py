@@ -17,11 +17,12 @@ from empirical_helpers import TEST_CACHE, fast_config
 
 from empirical.capture import block_names
 from empirical.connectors import Connectors
-from empirical.flops import ComputeLedger
+from empirical.imitation import imitate
+from empirical.imitation_loss import imitation_forward, imitation_loss
 from empirical.precompute import feature_bytes, precompute_features, training_examples
-from empirical.stages import imitate, imitation_forward, imitation_loss
+from empirical.run import Run
+from empirical.runtime import Runtime
 from empirical.tasks import make_task
-from empirical.train import Context
 from gowide.errors import UsageError
 from meanfield import MeanFieldResNet
 from meanfield.dynamics import gradient_step, square_loss
@@ -94,25 +95,24 @@ def resnet_setup():
 @pytest.mark.parametrize("inputs", ["thin", "teacher"])
 def test_precomputed_features_give_the_live_loss(resnet_setup, inputs):
     cfg, task, thin, wide = resnet_setup
-    ctx = Context(torch.device("cpu"))
+    runtime = Runtime(torch.device("cpu"))
     names = block_names(thin)
-    features = precompute_features(wide, task, ctx, batch_size=100)
+    features = precompute_features(wide, task, runtime, batch_size=100)
     assert set(features.outputs) == set(names) and features.size == len(task.data.y_train)
     assert features.nbytes == feature_bytes(wide, task)
     live_batches = task.train_batches(32, torch.Generator().manual_seed(5))
     stored = features.batches(32, torch.Generator().manual_seed(5))
     loss_blocks = names[1:4]
-    connectors = Connectors(thin, wide, names)
+    run = Run(task, runtime, models={"thin": thin, "wide": wide},
+              connectors=Connectors(thin, wide, names))
     wide.eval()
     for _ in range(3):  # the same batches, in the same order, and the same losses
         live = next(live_batches)
         batch, z = next(stored)
         for k in live:
             assert torch.equal(live[k], batch[k])
-        m_live, z_live = imitation_forward(thin, wide, connectors, task, live, loss_blocks,
-                                           inputs, ctx)
-        m_pre, _ = imitation_forward(thin, wide, connectors, task, batch, loss_blocks, inputs,
-                                     ctx, z=z)
+        m_live, z_live = imitation_forward(run, live, loss_blocks, inputs)
+        m_pre, _ = imitation_forward(run, batch, loss_blocks, inputs, z=z)
         for b in loss_blocks:
             torch.testing.assert_close(z[b], z_live[b], rtol=1e-6, atol=1e-6)
             torch.testing.assert_close(imitation_loss(m_pre[b], z[b], 1),
@@ -122,14 +122,14 @@ def test_precomputed_features_give_the_live_loss(resnet_setup, inputs):
 
 def test_imitate_with_precomputed_features_trains_the_same_model(resnet_setup):
     cfg, task, thin, wide = resnet_setup
-    ctx = Context(torch.device("cpu"), progress=False)
-    features = precompute_features(wide, task, ctx)
+    runtime = Runtime(torch.device("cpu"), progress=False)
+    features = precompute_features(wide, task, runtime)
     models, records = [], []
     for feats in (None, features):
         model = copy.deepcopy(thin)
         torch.manual_seed(3)
-        records.append(imitate(model, wide, task, cfg.imitate, ctx, "imitate", 7,
-                               ComputeLedger(), features=feats))
+        run = Run(task, runtime, models={"thin": model, "wide": wide})
+        records.append(imitate(run, cfg.imitate, 7, features=feats))
         models.append(model)
     a, b = (m.state_dict() for m in models)
     for key in a:

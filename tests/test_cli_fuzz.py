@@ -27,10 +27,11 @@ from empirical_helpers import FAST_BERT, FAST_RESNET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from empirical.checkpoints import save_checkpoint
 from empirical.config import (
     DataConfig,
     DownstreamConfig,
-    ImitateConfig,
+    ImitationConfig,
     RunConfig,
     SupervisedConfig,
     parse_override,
@@ -38,7 +39,6 @@ from empirical.config import (
 from empirical.methods import METHODS
 from empirical.models.bert import BertConfig
 from empirical.models.resnet import ResNetConfig
-from empirical.train import save_checkpoint
 from gowide.cli import build_parser, main
 from gowide.reproduce import JOBS
 
@@ -206,7 +206,7 @@ MODEL_VALUES = {  # (task, key) -> valid values
 
 
 def _section_fields(section: str) -> set[str]:
-    cls = {"data": DataConfig, "imitate": ImitateConfig,
+    cls = {"data": DataConfig, "imitate": ImitationConfig,
            "downstream": DownstreamConfig}.get(section, SupervisedConfig)
     return set(cls.__dataclass_fields__)
 
@@ -269,15 +269,15 @@ def _stop(*args, **kwargs):
 def no_work():
     """Training and simulations fail the test: nothing valid is ever generated."""
     import empirical.compare
-    import empirical.methods
+    import empirical.runner
     import meanfield.clouds
     import meanfield.compare
     import meanfield.depth
     import meanfield.experiments
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(empirical.methods, "run_stage", _stop)
-        mp.setattr(empirical.methods, "matched_steps", _stop)
+        mp.setattr(empirical.runner, "run_stage", _stop)
+        mp.setattr(empirical.runner, "matched_steps", _stop)
         mp.setattr(empirical.compare, "run_compare", _stop)
         mp.setattr(meanfield.experiments, "run_limits", _stop)
         mp.setattr(meanfield.compare, "run_compare", _stop)

@@ -10,7 +10,7 @@ import pytest
 
 from empirical.anytime import curve, summarise
 from empirical.config import RunConfig, build_config, same_config
-from empirical.train import setup_context
+from empirical.runtime import setup_runtime
 from gowide.cli import main
 from gowide.errors import UsageError
 from gowide.report.empirical import reach_cell
@@ -90,7 +90,7 @@ def test_precision_option():
         build_config("resnet", "ours", "tiny", ['precision="bf16"'], seed=0, device="cpu")
     with pytest.raises(UsageError, match="precision"):
         build_config("resnet", "ours", "tiny", ['precision="fp16"'], seed=0, device="cpu")
-    assert setup_context("cpu", progress=False, precision="fp32").amp is False
+    assert setup_runtime("cpu", progress=False, precision="fp32").amp is False
 
 
 def test_only_finished_compares_what_finished_and_trains_nothing(tmp_path):

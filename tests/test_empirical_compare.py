@@ -7,7 +7,7 @@ import pytest
 from empirical_helpers import FAST_RESNET, fast_config
 
 from empirical.claims import improvement, summarise
-from empirical.methods import run
+from empirical.runner import run
 from gowide.cli import main
 from gowide.report.empirical import compare_markdown
 

@@ -16,22 +16,30 @@ from empirical_helpers import (
 )
 
 from empirical.connectors import Connectors, LinearPair, merge, merge_error
-from empirical.flops import ComputeLedger
-from empirical.stages import imitate, imitation_forward, imitation_loss, transfer_head
+from empirical.imitation import imitate
+from empirical.imitation_loss import imitation_forward, imitation_loss
+from empirical.run import Run
+from empirical.runtime import Runtime
 from empirical.tasks import make_task
-from empirical.train import Context
+from empirical.transfer import transfer_head
 
 
 def count(model):
     return sum(p.numel() for p in model.parameters())
 
 
-CPU = Context(torch.device("cpu"), progress=False)
+CPU = Runtime(torch.device("cpu"), progress=False)
 
 
 class _Task:
     def __init__(self, forward):
         self.forward = forward
+
+
+def _pair(thin, wide, forward, names) -> Run:
+    """A run holding ``thin`` and ``wide`` with linear pairs on ``names``, for one pass."""
+    return Run(_Task(forward), CPU, models={"thin": thin, "wide": wide},
+               connectors=Connectors(thin, wide, names))
 
 
 @pytest.mark.parametrize("inputs", ["thin", "teacher"])
@@ -48,10 +56,9 @@ def test_imitation_loss_is_zero_when_student_equals_teacher(family, inputs):
     wide.eval()
     student.eval()
     names = wide.block_names()
-    connectors = Connectors(student, wide, names)
-    assert len(connectors.pairs) == 0
-    mapped, z = imitation_forward(student, wide, connectors, _Task(forward), batch, names,
-                                  inputs, CPU)
+    run = _pair(student, wide, forward, names)
+    assert len(run.connectors.pairs) == 0
+    mapped, z = imitation_forward(run, batch, names, inputs)
     for name in names:
         for normalize in (False, True):
             loss = imitation_loss(mapped[name], z[name], wide.feature_dim, normalize)
@@ -64,9 +71,8 @@ def test_loss_is_positive_for_a_different_student():
     thin.eval()
     wide.eval()
     names = wide.block_names()
-    mapped, z = imitation_forward(thin, wide, Connectors(thin, wide, names),
-                                  _Task(resnet_forward), {"x": torch.randn(4, 1, 8, 8)}, names,
-                                  "thin", CPU)
+    mapped, z = imitation_forward(_pair(thin, wide, resnet_forward, names),
+                                  {"x": torch.randn(4, 1, 8, 8)}, names, "thin")
     assert all(imitation_loss(mapped[n], z[n], 1).item() > 1e-4 for n in names[1:])
 
 
@@ -133,14 +139,14 @@ def test_stage2_on_bert_ends_with_the_thin_architecture(monkeypatch):
     torch.manual_seed(0)
     thin, wide = task.build("thin"), task.build("wide")
     n_thin = count(thin)
-    ledger = ComputeLedger()
-    record = imitate(thin, wide, task, cfg.imitate, CPU, "imitate", 0, ledger)
+    run = Run(task, CPU, models={"thin": thin, "wide": wide})
+    record = imitate(run, cfg.imitate, 0)
     assert record["linear_pairs"] == len(thin.block_names())
     assert record["merge_max_abs_diff"] < 1e-4
     assert count(thin) == n_thin == count(task.build("thin"))
     assert set(record["block_errors"]["thin"]) == set(thin.block_names())
     assert [p["phase"] for p in record["phases"]] == thin.block_names()
-    assert ledger.total() > 0
+    assert run.ledger.total() > 0
 
 
 def test_head_transfer_merges_the_last_pair_exactly():
@@ -172,7 +178,7 @@ def test_stage2_schedules_reduce_the_imitation_loss(variant):
     thin, wide = task.build("thin"), task.build("wide")
     randomize_norms(wide)
     icfg = replace(cfg.imitate, steps_per_block=20, **variant)
-    record = imitate(thin, wide, task, icfg, CPU, "imitate", 0, ComputeLedger())
+    record = imitate(Run(task, CPU, models={"thin": thin, "wide": wide}), icfg, 0)
     ratios = [p["loss_curve"][-1]["loss"] / p["loss_curve"][0]["loss"] for p in record["phases"]]
     assert sum(ratios) / len(ratios) < 0.9, ratios
     assert record["linear_pairs"] == 4 and record["merge_max_abs_diff"] < 1e-4

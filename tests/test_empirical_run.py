@@ -8,11 +8,14 @@ import pytest
 import torch
 from empirical_helpers import FAST_BERT, FAST_RESNET, TEST_CACHE, fast_config
 
-import empirical.methods as methods
-from empirical.methods import METHODS, run
+import empirical.runner as runner
+from empirical.checkpoints import load_checkpoint
+from empirical.methods import METHODS
+from empirical.runner import run
 from empirical.tasks import ImageTask
-from empirical.train import Diverged, load_checkpoint
+from empirical.train import Diverged
 from gowide.cli import main
+from gowide.errors import UsageError
 
 
 def _weights(path):
@@ -48,14 +51,14 @@ def test_resume_after_a_stage_gives_the_same_final_weights(tmp_path, monkeypatch
     cfg = fast_config("resnet", "ours")
     run(cfg, tmp_path / "straight", progress=False)
 
-    real_run_stage = methods.run_stage
+    real_run_stage = runner.run_stage
 
     def crash_in_stage_2(stage, *args, **kwargs):
         if stage.name == "imitate":
             raise KeyboardInterrupt
         return real_run_stage(stage, *args, **kwargs)
 
-    monkeypatch.setattr(methods, "run_stage", crash_in_stage_2)
+    monkeypatch.setattr(runner, "run_stage", crash_in_stage_2)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "resumed", progress=False)
     ckpts = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("*.pt"))
@@ -67,7 +70,7 @@ def test_resume_after_a_stage_gives_the_same_final_weights(tmp_path, monkeypatch
         calls.append(stage.name)
         return real_run_stage(stage, *args, **kwargs)
 
-    monkeypatch.setattr(methods, "run_stage", counting)
+    monkeypatch.setattr(runner, "run_stage", counting)
     result = run(cfg, tmp_path / "resumed", resume=True, progress=False)
     assert calls == ["imitate", "finetune"]  # stage 1 is not repeated
     assert result["stages"]["wide"]["resumed"] is True
@@ -82,7 +85,7 @@ def test_resume_after_a_stage_gives_the_same_final_weights(tmp_path, monkeypatch
 def test_resume_refuses_checkpoints_of_another_config(tmp_path):
     run(fast_config("resnet", "teacher"), tmp_path, progress=False)
     other = fast_config("resnet", "teacher", extra=["wide.lr=0.01"])
-    with pytest.raises(methods.UsageError, match="different configuration"):
+    with pytest.raises(UsageError, match="different configuration"):
         run(other, tmp_path, resume=True, progress=False)
 
 
@@ -113,6 +116,26 @@ def test_divergence_names_stage_and_step_and_keeps_last_good_checkpoint(tmp_path
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert "stage 'finetune' diverged at step 3" in err and "\n" not in err
+
+
+# Keys of the stage cache for the tiny preset's ResNet runs on seed 0 (threads 1), as the
+# caches written so far store them: changing how keys are made orphans every stored cache.
+TINY_CACHE_KEYS = {"ours": ["fac08a6df58646b27d6f", "c7a34c6250dcc8e5e73d",
+                            "65e844666c65dabbe0ab"],
+                   "kd": ["fac08a6df58646b27d6f", "561fa2a9046aff2f202f"]}
+
+
+@pytest.mark.parametrize("method", sorted(TINY_CACHE_KEYS))
+def test_stage_cache_keys_stay_those_of_stored_caches(method):
+    from empirical.config import build_config
+    from empirical.methods import plan
+    from empirical.tasks import make_task
+
+    cfg = build_config("resnet", method, "tiny", [], seed=0, threads=1)
+    _, stages = plan(cfg, make_task(cfg))
+    key = runner.config_key(cfg)
+    assert [runner.stage_key(key, stages[: i + 1], METHODS[method].final_role)
+            for i in range(len(stages))] == TINY_CACHE_KEYS[method]
 
 
 BASELINES = {  # method: (its stages in order, the model it ends with)

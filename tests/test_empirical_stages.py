@@ -9,21 +9,17 @@ import torch
 from empirical_helpers import fast_config, randomize_norms, resnet_forward, resnet_pair
 
 from empirical.capture import FeatureCapture
-from empirical.config import ImitateConfig
+from empirical.config import ImitationConfig
 from empirical.connectors import Connectors
-from empirical.flops import ComputeLedger
-from empirical.stages import (
-    StoppingRule,
-    imitate,
-    imitation_forward,
-    imitation_loss,
-    recalibrate_batchnorm,
-    relative_error,
-)
+from empirical.imitation import StoppingRule, imitate
+from empirical.imitation_loss import imitation_forward, imitation_loss, relative_error
+from empirical.run import Run
+from empirical.runtime import Runtime
 from empirical.tasks import make_task
-from empirical.train import Context, make_optimizer
+from empirical.train import make_optimizer
+from empirical.transfer import recalibrate_batchnorm
 
-CPU = Context(torch.device("cpu"), progress=False)
+CPU = Runtime(torch.device("cpu"), progress=False)
 
 
 class _Task:
@@ -76,9 +72,9 @@ def test_pre_activation_imitation_loss_is_zero_when_student_equals_teacher(input
     wide.eval()
     student.eval()
     names = wide.block_names()
-    connectors = Connectors(student, wide, names)
-    mapped, z = imitation_forward(student, wide, connectors, _Task(resnet_forward),
-                                  {"x": torch.randn(4, 1, 8, 8)}, names, inputs, CPU,
+    run = Run(_Task(resnet_forward), CPU, models={"thin": student, "wide": wide},
+              connectors=Connectors(student, wide, names))
+    mapped, z = imitation_forward(run, {"x": torch.randn(4, 1, 8, 8)}, names, inputs,
                                   target="pre")
     for n in names:
         assert imitation_loss(mapped[n], z[n], wide.feature_dim).item() == 0.0
@@ -86,19 +82,19 @@ def test_pre_activation_imitation_loss_is_zero_when_student_equals_teacher(input
 
 
 def test_stopping_rule_stops_at_the_target_or_on_a_plateau():
-    rule = StoppingRule(ImitateConfig(check_every=5, stop_error=0.05, stop_patience=3))
+    rule = StoppingRule(ImitationConfig(check_every=5, stop_error=0.05, stop_patience=3))
     assert [rule.check(5 * i, e) for i, e in enumerate([0.5, 0.2, 0.1, 0.04], 1)] == [
         False, False, False, True]
     assert rule.record(20, 100)["stopped"] == "target"
     # no longer falling by more than 1% of the best for 3 checks in a row
-    rule = StoppingRule(ImitateConfig(check_every=5, stop_patience=3, stop_min_delta=0.01))
+    rule = StoppingRule(ImitationConfig(check_every=5, stop_patience=3, stop_min_delta=0.01))
     errors = [0.5, 0.3, 0.299, 0.31, 0.2995]
     assert [rule.check(5 * i, e) for i, e in enumerate(errors, 1)] == [
         False, False, False, False, True]
     record = rule.record(25, 100)
     assert record["stopped"] == "plateau" and len(record["checks"]) == 5
     # no rule: never stops, the cap ends the block
-    rule = StoppingRule(ImitateConfig(check_every=5))
+    rule = StoppingRule(ImitationConfig(check_every=5))
     assert not any(rule.check(i, 1.0 / i) for i in range(1, 10))
     assert rule.record(9, 9)["stopped"] == "cap"
 
@@ -109,10 +105,9 @@ def _stage2(extra, **changes):
     torch.manual_seed(0)
     thin, wide = task.build("thin"), task.build("wide")
     randomize_norms(wide)
-    ledger = ComputeLedger()
-    record = imitate(thin, wide, task, replace(cfg.imitate, **changes), CPU, "imitate", 0,
-                     ledger)
-    return record, ledger, thin
+    run = Run(task, CPU, models={"thin": thin, "wide": wide})
+    record = imitate(run, replace(cfg.imitate, **changes), 0)
+    return record, run.ledger, thin
 
 
 def test_a_block_stops_at_its_target_and_only_its_steps_are_counted():
@@ -181,7 +176,7 @@ def test_batchnorm_recalibration_is_the_average_over_the_batches():
 def test_mlm_head_from_the_teacher_is_exact_at_equal_width():
     from empirical_helpers import bert_pair
 
-    from empirical.stages import transfer_mlm_head
+    from empirical.transfer import transfer_mlm_head
 
     _, wide = bert_pair()
     thin, _ = bert_pair(seed=1, thin_mult=2.0)  # the wide architecture, other weights
@@ -195,7 +190,7 @@ def test_mlm_head_from_the_teacher_is_exact_at_equal_width():
 def test_mlm_head_from_a_wider_teacher_reads_the_mapped_input(rescale, factor):
     from empirical_helpers import bert_pair
 
-    from empirical.stages import transfer_mlm_head
+    from empirical.transfer import transfer_mlm_head
 
     thin, wide = bert_pair()  # hidden 16 against 32
     connectors = Connectors(thin, wide, thin.block_names(), seed=0)
@@ -234,7 +229,7 @@ def test_bert_head_measurement_quick_mode(tmp_path, monkeypatch):
 
 
 def test_error_floor_is_the_variance_outside_the_top_components():
-    from empirical.stages import error_floor
+    from empirical.imitation_loss import error_floor
 
     g = torch.Generator().manual_seed(0)
     # independent features with variances 4, 2, 1, 0.5 (channels along dim 1): the best

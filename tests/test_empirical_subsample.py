@@ -9,9 +9,10 @@ from empirical_helpers import bert_batch, bert_forward, bert_pair, fast_config, 
 from empirical.capture import FeatureCapture
 from empirical.flops import ComputeLedger
 from empirical.models.resnet import ResNet, ResNetConfig
+from empirical.runtime import Runtime
 from empirical.subsample import subsample_init
 from empirical.tasks import make_task
-from empirical.train import Context, train_supervised
+from empirical.train import train_supervised
 
 
 @pytest.mark.parametrize("rescale", ["sqrt", "linear"])
@@ -86,10 +87,10 @@ def test_subsample_of_a_trained_wide_resnet_is_a_warm_start():
     block by block far better than a random thin net, and classifies well above chance."""
     cfg = fast_config("resnet", extra=["wide.steps=150", "model.base_width=8", "wide_mult=4.0"])
     task = make_task(cfg)
-    ctx = Context(torch.device("cpu"), progress=False)
+    runtime = Runtime(torch.device("cpu"), progress=False)
     torch.manual_seed(0)
     wide = task.build("wide")
-    train_supervised(wide, task, cfg.wide, ctx, "wide", 1, ComputeLedger())
+    train_supervised(wide, task, cfg.wide, runtime, "wide", 1, ComputeLedger())
     wide.eval()
     x, y = task.data.x_val, task.data.y_val
     random_thin = task.build("thin").eval()

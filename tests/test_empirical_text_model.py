@@ -13,16 +13,17 @@ from empirical.config import build_config
 from empirical.connectors import Connectors, merge, merge_error
 from empirical.data.text import IGNORE, PAD, TextData
 from empirical.flops import ComputeLedger
+from empirical.imitation import imitate
 from empirical.models.bert import Bert, BertConfig
 from empirical.probe import fit_logistic, linear_probe
-from empirical.stages import imitate
+from empirical.run import Run
+from empirical.runtime import Runtime
 from empirical.subsample import subsample_init
 from empirical.tasks import BertTask, kd_kl
-from empirical.train import Context
 from gowide.errors import UsageError
 from gowide.report.empirical import compare_markdown
 
-CPU = Context(device=torch.device("cpu"), progress=False)
+CPU = Runtime(device=torch.device("cpu"), progress=False)
 V, T = 40, 16
 
 
@@ -150,7 +151,7 @@ def test_stage2_and_merge_with_the_new_options(norm, tie, head):
     torch.manual_seed(0)
     thin, wide = task.build("thin"), task.build("wide")
     n_thin = sum(p.numel() for p in thin.parameters())
-    record = imitate(thin, wide, task, task.cfg.imitate, CPU, "imitate", 0, ComputeLedger())
+    record = imitate(Run(task, CPU, models={"thin": thin, "wide": wide}), task.cfg.imitate, 0)
     assert record["merge_max_abs_diff"] < 1e-4 and record["linear_pairs"] == 3
     assert record["head"] == head
     assert torch.equal(thin.mlm_head[3].bias, wide.mlm_head[3].bias)
@@ -207,7 +208,7 @@ def test_compare_reports_the_unigram_baseline():
 def test_ours_end_to_end_with_pre_ln_tied_embeddings_and_the_probe(tmp_path, monkeypatch):
     from empirical_helpers import TEST_CACHE
 
-    from empirical.methods import run
+    from empirical.runner import run
 
     monkeypatch.setenv("GOWIDE_CACHE", TEST_CACHE)
     cfg = fast_config("bert", extra=["model.norm=\"pre\"", "model.tie_embeddings=true",

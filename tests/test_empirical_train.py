@@ -8,10 +8,11 @@ import torch
 from empirical_helpers import fast_config
 
 from empirical.flops import ComputeLedger
+from empirical.runtime import Runtime
 from empirical.tasks import make_task
-from empirical.train import Context, convergence, train_supervised
+from empirical.train import convergence, train_supervised
 
-CPU = Context(torch.device("cpu"), progress=False)
+CPU = Runtime(torch.device("cpu"), progress=False)
 
 
 def _evals(values, metric="accuracy"):

@@ -14,9 +14,9 @@ import pytest
 import torch
 from empirical_helpers import fast_config
 
-from empirical import methods
-from empirical.methods import run
-from empirical.train import CHECKSUM_KEY, BadCheckpoint, load_checkpoint, save_checkpoint
+from empirical import runner
+from empirical.checkpoints import CHECKSUM_KEY, BadCheckpoint, load_checkpoint, save_checkpoint
+from empirical.runner import run
 
 STAGES = ["1-wide.pt", "2-imitate.pt", "3-finetune.pt"]
 
@@ -41,13 +41,13 @@ def _resume(reference, tmp_path, monkeypatch, capsys, damage) -> tuple[dict, lis
     damage(out / "checkpoints")
     before = _digests(out)
     calls = []
-    real = methods.run_stage
+    real = runner.run_stage
 
     def counting(stage, *args, **kwargs):
         calls.append(stage.name)
         return real(stage, *args, **kwargs)
 
-    monkeypatch.setattr(methods, "run_stage", counting)
+    monkeypatch.setattr(runner, "run_stage", counting)
     capsys.readouterr()
     result = run(fast_config("resnet", "ours"), out, resume=True, progress=False)
     err = capsys.readouterr().err
@@ -193,7 +193,7 @@ def test_a_directory_or_a_list_where_a_checkpoint_should_be(tmp_path):
 
 
 def test_the_checksum_covers_every_record_and_its_type():
-    from empirical.train import payload_digest
+    from empirical.checkpoints import payload_digest
     base = {"stage": "wide", "record": {"loss": 0.5, "n": 3, "ok": True}, "x": None}
     variants = [{**base, "stage": "imitate"},
                 {**base, "record": {"loss": 0.5000000001, "n": 3, "ok": True}},
@@ -224,13 +224,15 @@ def test_a_damaged_cache_entry_is_trained_again(tmp_path, capsys):
 
 def test_an_intact_checkpoint_of_another_configuration_is_refused_untouched(reference,
                                                                             tmp_path):
+    from gowide.errors import UsageError
+
     _, ref_out = reference
     out = tmp_path / "run"
     shutil.copytree(ref_out, out)
     body = load_checkpoint(out / "checkpoints" / "1-wide.pt")
     save_checkpoint(out / "checkpoints" / "2-imitate.pt", body | {"config": {"seed": 99}})
     before = _digests(out)
-    with pytest.raises(methods.UsageError, match="different configuration"):
+    with pytest.raises(UsageError, match="different configuration"):
         run(fast_config("resnet", "ours"), out, resume=True, progress=False)
     assert _digests(out) == before
 
@@ -279,7 +281,7 @@ def test_a_dangling_symlink_as_out_fails_before_any_work(command, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     calls = []
-    monkeypatch.setattr(methods, "run_stage", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(runner, "run_stage", lambda *a, **k: calls.append(a))
     code, err = _main([*command, "--out", "link/sub" if "reproduce" in command else "link"],
                       capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "symbolic link" in err, err
@@ -290,8 +292,8 @@ def test_a_dangling_symlink_as_out_fails_before_any_work(command, tmp_path, monk
 def test_a_symlink_as_out_is_resolved(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    assert methods.check_out(tmp_path / "link") == (tmp_path / "real").resolve()
-    assert methods.check_out(str(tmp_path / "link" / "new")) == (tmp_path / "real" / "new"
+    assert runner.check_out(tmp_path / "link") == (tmp_path / "real").resolve()
+    assert runner.check_out(str(tmp_path / "link" / "new")) == (tmp_path / "real" / "new"
                                                                   ).resolve()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirical.train import BadCheckpoint, load_checkpoint, save_checkpoint
+from empirical.checkpoints import BadCheckpoint, load_checkpoint, save_checkpoint
 
 # Stages long enough for a kill to land inside them; one run takes a few seconds on one core.
 STEPS = ["model.blocks_per_stage=1", "model.base_width=4", "wide_mult=2.0",

@@ -1,0 +1,237 @@
+"""Stage 2, layerwise imitation: the thin model learns the wide model's block outputs.
+
+The loss, the forward pass that feeds it and the errors it is judged by are in
+:mod:`empirical.imitation_loss`; this module is the loop around them.
+
+Schedules: ``progressive`` trains blocks bottom to top, ``steps_per_block`` steps each, with
+lower blocks ``frozen`` (loss of block ``l`` only) or ``trainable`` (mean loss of blocks
+``≤ l``, every block up to ``l`` trainable, as in FitNets' hint stage when only one block is
+imitated); ``simultaneous`` trains every block at once on the mean loss. Each block of the
+progressive schedule has a fresh optimizer with ``warmup`` and cosine decay over its cap, and
+stops at the cap or earlier by :class:`StoppingRule` on its thin-mode relative error measured
+every ``check_every`` steps.
+
+Linear pairs connect thin and wide blocks whose widths differ (``connectors.py``); they live
+on the run (``run.connectors``) while the stage runs and are merged away at its end, leaving
+the thin model with exactly its own architecture. Before that, BatchNorm running statistics
+are re-estimated, every block's relative error is recorded with thin and teacher-forced
+inputs, and a linear output head is taken from the wide model where that is exact
+(:mod:`empirical.transfer`). Under several processes stage 2 averages gradients with one
+all-reduce per parameter (its forward passes stop part-way through the model, which DDP's
+bookkeeping does not allow).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from empirical.config import ImitationConfig
+from empirical.connectors import Connectors, merge, merge_error
+from empirical.imitation_loss import (
+    block_errors,
+    error_floors,
+    imitation_forward,
+    imitation_loss,
+)
+from empirical.run import Run
+from empirical.runtime import to_device
+from empirical.train import LossLog, make_optimizer, optimizer_step
+from empirical.transfer import recalibrate_batchnorm, transfer_head, transfer_mlm_head
+from gowide.errors import UsageError
+
+
+def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
+            features=None) -> dict:
+    """Stage 2 on ``run.thin`` and ``run.wide`` (see the module docstring); returns its
+    record, and adds its FLOPs to ``run.ledger`` under ``stage``.
+
+    ``features``: the wide model's block outputs on the whole training set, computed once
+    (:class:`empirical.precompute.TeacherFeatures`); the steps then read them instead of
+    running the wide model, on the same batches."""
+    start = time.perf_counter()
+    thin, wide, runtime = run.thin, run.wide, run.runtime
+    all_names = run.blocks
+    names = _imitated(cfg, all_names, thin)
+    # Pairs for every block up to the highest imitated one: an imitated block's predecessor
+    # needs its pair to feed it a teacher-forced input.
+    below = all_names[: all_names.index(names[-1]) + 1]
+    run.connectors = Connectors(thin, wide, below, seed=seed).to(runtime.device)
+    wide.eval()
+    thin.train()
+    generator = torch.Generator().manual_seed(seed)
+    if features is None:
+        batches = ((b, None) for b in run.task.train_batches(cfg.batch_size, generator,
+                                                             runtime.rank, runtime.world))
+    else:
+        if cfg.target == "pre":
+            raise UsageError("precomputed teacher features hold post-activation block "
+                             "outputs; use imitate.target = \"post\" with them")
+        features.check_covers(names if cfg.inputs == "thin" else below)
+        batches = features.batches(cfg.batch_size, generator, runtime.rank, runtime.world)
+        run.ledger.add(stage, "teacher_features", features.flops * runtime.world, 1)
+    phases = [_train_phase(run, cfg, stage, batches, all_names, *phase)
+              for phase in _phases(cfg, names, all_names)]
+    for p in list(thin.parameters()) + list(run.connectors.parameters()):
+        p.requires_grad_(True)
+    thin.train()
+    return _finish(run, cfg, seed, names, all_names, phases) | {
+        "wall_s": time.perf_counter() - start}
+
+
+def _imitated(cfg: ImitationConfig, all_names: list[str], thin: nn.Module) -> list[str]:
+    """The blocks stage 2 imitates, bottom to top."""
+    names = list(cfg.blocks) if cfg.blocks else all_names
+    missing = [n for n in names if n not in all_names]
+    if missing:
+        raise UsageError(f"imitate.blocks: {missing[0]!r} is not a block of "
+                         f"{type(thin).__name__}; its blocks are: {', '.join(all_names)}")
+    return sorted(names, key=all_names.index)
+
+
+def _phases(cfg: ImitationConfig, names: list[str], all_names: list[str]) -> list[tuple]:
+    """Stage 2's phases: (name, blocks trained, blocks in the loss, steps cap)."""
+    if cfg.schedule != "progressive":
+        return [("all", all_names[: all_names.index(names[-1]) + 1], names, cfg.steps)]
+    phases = []
+    for i, b in enumerate(names):
+        if cfg.lower_blocks == "trainable":  # every block up to b trains; loss on names ≤ b
+            phases.append((b, all_names[: all_names.index(b) + 1], names[: i + 1],
+                           cfg.steps_per_block))
+        else:
+            phases.append((b, [b], [b], cfg.steps_per_block))
+    return phases
+
+
+def _train_phase(run: Run, cfg: ImitationConfig, stage: str, batches, all_names: list[str],
+                 phase: str, train_blocks: list[str], loss_blocks: list[str],
+                 steps: int) -> dict:
+    """One phase of stage 2: its blocks trained for at most ``steps`` steps; its record."""
+    thin, runtime = run.thin, run.runtime
+    params = _set_trainable(thin, run.connectors, train_blocks)
+    for b in all_names:  # frozen blocks keep their normalisation statistics
+        thin.get_submodule(b).train(b in train_blocks)
+    opt, sched = make_optimizer(params, cfg.lr, cfg.weight_decay, steps, cfg.warmup)
+    log = LossLog(cfg.log_every)
+    label = f"{stage}[{phase}]"
+    rule = StoppingRule(cfg)
+    flops_per_step, steps_run = 0, 0
+    bar = tqdm(range(steps), desc=label, disable=runtime.quiet_bars, leave=False)
+    for step in bar:
+        batch, z = next(batches)
+        batch = to_device(batch, runtime.device)
+        z = None if z is None else to_device(z, runtime.device)
+
+        def one_step(batch=batch, z=z):
+            return imitation_step(run, batch, loss_blocks, cfg, opt, z)
+
+        flops = optimizer_step(one_step, step, opt, sched, log, runtime, label, params)
+        if step == 0:
+            flops_per_step = flops
+        steps_run = step + 1
+        if cfg.check_every and (steps_run % cfg.check_every == 0 or steps_run == steps):
+            errs = block_errors(run, loss_blocks, "thin", target=cfg.target)
+            error = runtime.mean_across(torch.tensor(max(errs.values())))
+            bar.set_postfix_str(f"rel. error {error:.3f}")
+            if rule.check(steps_run, error):
+                break
+    run.ledger.add(stage, phase, flops_per_step * runtime.world, steps_run)
+    return {"phase": phase, "blocks": loss_blocks, "steps": steps_run, "steps_cap": steps,
+            "final_loss": log.last(), "loss_curve": log.curve} | rule.record(steps_run, steps)
+
+
+def _finish(run: Run, cfg: ImitationConfig, seed: int, names: list[str],
+            all_names: list[str], phases: list[dict]) -> dict:
+    """The end of stage 2: BatchNorm statistics re-estimated, the block errors recorded, the
+    output head taken over, the linear pairs merged away; the stage's record."""
+    thin, wide, connectors, runtime = run.thin, run.wide, run.connectors, run.runtime
+    # The statistics of the blocks trained early were estimated under the lower blocks as
+    # they were then; re-estimate them all under the final weights (BatchNorm only).
+    recalibrated = recalibrate_batchnorm(thin, run.task, runtime, cfg.bn_recalibration,
+                                         cfg.batch_size, seed + 1)
+    errors = {mode: block_errors(run, names, mode, target=cfg.target)
+              for mode in ("thin", "teacher")}
+    extra = {}
+    if connectors.pairs:  # the floor a narrower interface leaves (thin-mode targets)
+        extra["block_error_floors"] = error_floors(run, names, cfg.target)
+    if cfg.target == "pre":  # what the next block reads: the output after the activation
+        extra["post_activation_block_errors"] = {"thin": block_errors(run, names, "thin")}
+    head = "own"
+    if cfg.head == "wide" and names[-1] == all_names[-1]:  # the top block was imitated
+        head = transfer_head(thin, wide, connectors, names[-1])
+        if head == "own":
+            head = transfer_mlm_head(thin, wide, connectors, names[-1], seed + 3)
+    sample = to_device(run.task.sample_batch(), runtime.device)
+    diff = merge_error(thin, connectors, run.task.forward, sample)
+    n_pairs = len(connectors.pairs)
+    merge(thin, connectors)
+    run.connectors = None
+    return {"schedule": cfg.schedule, "inputs": cfg.inputs, "lower_blocks": cfg.lower_blocks,
+            "target": cfg.target, "normalize": cfg.normalize, "init": cfg.init, "blocks": names,
+            "phases": phases, "block_errors": errors, **extra,
+            "bn_recalibration_batches": recalibrated, "linear_pairs": n_pairs,
+            "merge_max_abs_diff": diff, "head": head}
+
+
+def imitation_step(run: Run, batch, loss_blocks: list[str], cfg: ImitationConfig, opt,
+                   z: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Forward and backward pass of one stage-2 step (the optimizer step is the caller's);
+    returns the loss, the mean of the per-block imitation losses."""
+    mapped, z = imitation_forward(run, batch, loss_blocks, cfg.inputs, z, cfg.target)
+    per_block = {b: imitation_loss(mapped[b], z[b], run.thin.feature_dim, cfg.normalize)
+                 for b in loss_blocks}
+    loss = torch.stack(list(per_block.values())).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss
+
+
+def _set_trainable(thin: nn.Module, connectors: Connectors, blocks: list[str]) -> list:
+    for p in list(thin.parameters()) + list(connectors.parameters()):
+        p.requires_grad_(False)
+    params = []
+    for b in blocks:
+        params += list(thin.get_submodule(b).parameters())
+        pair = connectors.pair(b)
+        if pair is not None:
+            params += list(pair.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+class StoppingRule:
+    """Stage 2's per-block stopping rule (:class:`~empirical.config.ImitationConfig`): given
+    the block's thin-mode relative error at each check, say when to stop: at ``stop_error``
+    (when > 0), or once the error has not fallen below ``(1 - stop_min_delta)`` times its
+    best value for ``stop_patience`` checks in a row (when > 0)."""
+
+    def __init__(self, cfg: ImitationConfig):
+        self.target, self.patience = cfg.stop_error, cfg.stop_patience
+        self.min_delta = cfg.stop_min_delta
+        self.checks: list[dict] = []
+        self.best = math.inf
+        self.stale = 0
+        self.reason: str | None = None
+
+    def check(self, step: int, error: float) -> bool:
+        self.checks.append({"step": step, "relative_error": error})
+        if error < self.best * (1.0 - self.min_delta):
+            self.best, self.stale = error, 0
+        else:
+            self.best, self.stale = min(self.best, error), self.stale + 1
+        if self.target and error <= self.target:
+            self.reason = "target"
+        elif self.patience and self.stale >= self.patience:
+            self.reason = "plateau"
+        return self.reason is not None
+
+    def record(self, steps_run: int, cap: int) -> dict:
+        if not self.checks:
+            return {"stopped": "cap"}
+        return {"stopped": self.reason or "cap", "checks": self.checks,
+                "final_relative_error": self.checks[-1]["relative_error"]}
