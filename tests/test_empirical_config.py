@@ -69,7 +69,9 @@ def test_regime_preset_for_text_is_pre_ln_tied_probed_and_within_its_step_budget
     # per seed: the teacher once (shared), then every method's own stages
     total = steps["teacher"][0] + sum(sum(v[1:] if m in ("ours", "kd") else v)
                                       for m, v in steps.items() if m != "teacher")
-    assert total <= 40_000
+    # 53,500 steps: the budget in the preset's header (scratch and deeper at 16000 since the
+    # pilot's scratch did not converge in 8000); a larger total needs the header redone.
+    assert total == 53_500
 
 
 def test_baseline_tables_over_finetune():
