@@ -132,9 +132,11 @@ def merge_error(thin: nn.Module, connectors: Connectors, forward, batch) -> floa
     return float((before - after).abs().max())
 
 
-def merge(thin: nn.Module, connectors: Connectors) -> nn.Module:
-    """Merge the pairs into the neighbouring layers. With ``Q·P`` the identity of the thin
-    space the merged network is the thin network itself; nothing is left attached to it."""
+def remove_pairs(thin: nn.Module, connectors: Connectors) -> nn.Module:
+    """The paper's merge of the pairs into the neighbouring layers. With ``Q·P`` the identity
+    of the thin space there is nothing to fold in: the merged network is the thin network
+    itself, so merging is removing the pairs (``merge_error`` measures that it changes
+    nothing)."""
     for key in list(connectors.pairs):
         del connectors.pairs[key]
     return thin

@@ -31,12 +31,12 @@ from torch import nn
 from tqdm import tqdm
 
 from empirical.config import ImitationConfig
-from empirical.connectors import Connectors, merge, merge_error
+from empirical.connectors import Connectors, merge_error, remove_pairs
 from empirical.imitation_loss import (
-    block_errors,
     error_floors,
     imitation_forward,
     imitation_loss,
+    relative_block_errors,
 )
 from empirical.run import Run
 from empirical.runtime import to_device
@@ -134,7 +134,7 @@ def _train_phase(run: Run, cfg: ImitationConfig, stage: str, batches, all_names:
             flops_per_step = flops
         steps_run = step + 1
         if cfg.check_every and (steps_run % cfg.check_every == 0 or steps_run == steps):
-            errs = block_errors(run, loss_blocks, "thin", target=cfg.target)
+            errs = relative_block_errors(run, loss_blocks, "thin", target=cfg.target)
             error = runtime.mean_across(torch.tensor(max(errs.values())))
             bar.set_postfix_str(f"rel. error {error:.3f}")
             if rule.check(steps_run, error):
@@ -153,13 +153,13 @@ def _finish(run: Run, cfg: ImitationConfig, seed: int, names: list[str],
     # they were then; re-estimate them all under the final weights (BatchNorm only).
     recalibrated = recalibrate_batchnorm(thin, run.task, runtime, cfg.bn_recalibration,
                                          cfg.batch_size, seed + 1)
-    errors = {mode: block_errors(run, names, mode, target=cfg.target)
+    errors = {mode: relative_block_errors(run, names, mode, target=cfg.target)
               for mode in ("thin", "teacher")}
     extra = {}
     if connectors.pairs:  # the floor a narrower interface leaves (thin-mode targets)
         extra["block_error_floors"] = error_floors(run, names, cfg.target)
     if cfg.target == "pre":  # what the next block reads: the output after the activation
-        extra["post_activation_block_errors"] = {"thin": block_errors(run, names, "thin")}
+        extra["post_activation_block_errors"] = {"thin": relative_block_errors(run, names, "thin")}
     head = "own"
     if cfg.head == "wide" and names[-1] == all_names[-1]:  # the top block was imitated
         head = transfer_head(thin, wide, connectors, names[-1])
@@ -168,7 +168,7 @@ def _finish(run: Run, cfg: ImitationConfig, seed: int, names: list[str],
     sample = to_device(run.task.sample_batch(), runtime.device)
     diff = merge_error(thin, connectors, run.task.forward, sample)
     n_pairs = len(connectors.pairs)
-    merge(thin, connectors)
+    remove_pairs(thin, connectors)
     run.connectors = None
     return {"schedule": cfg.schedule, "inputs": cfg.inputs, "lower_blocks": cfg.lower_blocks,
             "target": cfg.target, "normalize": cfg.normalize, "init": cfg.init, "blocks": names,

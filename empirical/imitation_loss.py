@@ -14,7 +14,7 @@ taken after the block's final ReLU (``target = "post"``) or before it (``"pre"``
 
 The error of a block (:func:`relative_error`, per-feature centred) and the least error a
 narrower interface allows (:func:`error_floor`) are measured on a fixed validation batch
-(:func:`block_errors`, :func:`error_floors`). The thin model, the wide one and the linear
+(:func:`relative_block_errors`, :func:`error_floors`). The thin model, the wide one and the linear
 pairs are the run's (:class:`~empirical.run.Run`).
 """
 
@@ -150,7 +150,7 @@ def eval_mode(model: nn.Module):
 
 
 @torch.no_grad()
-def block_errors(run: Run, names: list[str], inputs: str, size: int = 256,
+def relative_block_errors(run: Run, names: list[str], inputs: str, size: int = 256,
                  target: str = "post") -> dict:
     """Relative imitation error (:func:`relative_error`) of every block on a fixed
     validation batch of ``size`` examples, thin model in eval mode."""
@@ -163,7 +163,8 @@ def block_errors(run: Run, names: list[str], inputs: str, size: int = 256,
 @torch.no_grad()
 def error_floors(run: Run, names: list[str], target: str = "post", size: int = 256) -> dict:
     """:func:`error_floor` of every block with a linear pair (thin width below the wide one)
-    on the validation batch of :func:`block_errors`: the relative error its width allows."""
+    on the validation batch of :func:`relative_block_errors`: the relative error its width
+    allows."""
     thin, connectors = run.thin, run.connectors
     batch = to_device(run.task.sample_batch(size), run.runtime.device)
     pre = [b for b in names if connectors.pair(b) is not None] if target == "pre" else []

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from empirical.config import ImitationConfig, SupervisedConfig
 from empirical.connectors import Connectors
 from empirical.imitation import imitate
-from empirical.imitation_loss import block_errors
+from empirical.imitation_loss import relative_block_errors
 from empirical.run import Run
 from empirical.subsample import subsample_init
 from empirical.train import train_supervised
@@ -81,7 +81,7 @@ def _subsample(run: Run, cfg: ImitationConfig, seed: int) -> dict:
                                          cfg.batch_size, seed + 1)
     names = run.blocks
     run.connectors = Connectors(thin, wide, names, seed=seed).to(run.runtime.device)
-    errors = (block_errors(run, names, "thin", target=cfg.target)
+    errors = (relative_block_errors(run, names, "thin", target=cfg.target)
               if not run.connectors.pairs else None)
     run.connectors = None
     return {"block_errors": {"thin": errors} if errors else None, "target": cfg.target,

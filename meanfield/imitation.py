@@ -46,7 +46,9 @@ MODES = ("teacher_forced", "progressive")
 
 @dataclass
 class ImitationConfig:
-    steps: int = 200  # per layer in progressive mode; in total (all layers) when teacher-forced
+    # Gradient steps each layer takes, in both modes: teacher-forced updates all layers
+    # together (steps in all), progressive one layer after another (L·steps in all).
+    steps: int = 200
     lr: float = 0.5
     mode: str = "teacher_forced"
     batch_size: int | None = None

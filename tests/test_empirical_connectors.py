@@ -15,7 +15,7 @@ from empirical_helpers import (
     resnet_pair,
 )
 
-from empirical.connectors import Connectors, LinearPair, merge, merge_error
+from empirical.connectors import Connectors, LinearPair, merge_error, remove_pairs
 from empirical.imitation import imitate
 from empirical.imitation_loss import imitation_forward, imitation_loss
 from empirical.run import Run
@@ -122,7 +122,7 @@ def test_merge_is_exact_and_leaves_the_plain_thin_architecture(family, monkeypat
         h = torch.randn(3, pair.up.shape[1], 5, 5).movedim(1, pair.feature_dim)
         torch.testing.assert_close(pair.round_trip(h), h, rtol=1e-4, atol=1e-4)
     err = merge_error(thin, connectors, forward, batch)
-    merged = merge(thin, connectors)
+    merged = remove_pairs(thin, connectors)
     after = forward(merged, batch)
     assert err < 1e-4
     assert (before - after).abs().max().item() < 1e-4

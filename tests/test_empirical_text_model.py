@@ -10,7 +10,7 @@ from empirical_helpers import fast_config
 
 from empirical.claims import summarise
 from empirical.config import build_config
-from empirical.connectors import Connectors, merge, merge_error
+from empirical.connectors import Connectors, merge_error, remove_pairs
 from empirical.data.text import IGNORE, PAD, TextData
 from empirical.flops import ComputeLedger
 from empirical.imitation import imitate
@@ -161,7 +161,7 @@ def test_stage2_and_merge_with_the_new_options(norm, tie, head):
     c = Connectors(thin, wide, thin.block_names(), seed=1)
     b = task.sample_batch(8)
     assert merge_error(thin, c, task.forward, b) < 1e-4
-    merge(thin, c)
+    remove_pairs(thin, c)
 
 
 def test_subsample_of_an_equal_width_model_is_the_model():
