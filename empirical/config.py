@@ -195,6 +195,10 @@ class ImitationConfig:
     stop_min_delta: float = 0.01  # a fall smaller than this fraction of the best is no fall
     bn_recalibration: int = 20  # batches to re-estimate BatchNorm statistics afterwards; 0: off
     log_every: int = 10
+    # The wide model's block outputs computed once over the training set before stage 2 and
+    # read back by index (empirical/precompute.py): the same batches, without the wide
+    # model's forward pass at every step. Image task and target "post" only.
+    precompute: bool = False
 
     def validate(self, where: str = "imitate"):
         _check_choice(f"{where}.schedule", self.schedule, ("progressive", "simultaneous"))
@@ -214,6 +218,9 @@ class ImitationConfig:
         if not self.stop_min_delta < 1.0:
             raise UsageError(f"{where}.stop_min_delta must lie in [0, 1), got "
                              f"{self.stop_min_delta}")
+        if self.precompute and self.target == "pre":
+            raise UsageError(f"{where}.precompute keeps post-activation block outputs; it "
+                             f"needs {where}.target = \"post\"")
         if (self.stop_error or self.stop_patience) and not self.check_every:
             raise UsageError(f"{where}.stop_error and {where}.stop_patience need "
                              f"{where}.check_every > 0")
@@ -267,6 +274,10 @@ class RunConfig:
         self.imitate.validate("imitate")
         self.finetune.validate("finetune")
         self.downstream.validate("downstream")
+        if self.task == "bert" and self.imitate.precompute:
+            raise UsageError("imitate.precompute applies to the image task only: masked-LM "
+                             "batches are masked afresh at every step, so the wide model's "
+                             "input never repeats")
         if (self.task == "bert" and self.downstream.mode == "probe"
                 and self.model.get("cls_head", "mlp") != "linear"):
             raise UsageError('downstream.mode = "probe" needs model.cls_head = "linear" '

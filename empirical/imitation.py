@@ -38,6 +38,7 @@ from empirical.imitation_loss import (
     imitation_loss,
     relative_block_errors,
 )
+from empirical.precompute import precompute_features
 from empirical.run import Run
 from empirical.runtime import to_device
 from empirical.train import LossLog, make_optimizer, optimizer_step
@@ -51,8 +52,8 @@ def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
     record, and adds its FLOPs to ``run.ledger`` under ``stage``.
 
     ``features``: the wide model's block outputs on the whole training set, computed once
-    (:class:`empirical.precompute.TeacherFeatures`); the steps then read them instead of
-    running the wide model, on the same batches."""
+    (:class:`empirical.precompute.TeacherFeatures`; computed here when ``cfg.precompute``);
+    the steps then read them instead of running the wide model, on the same batches."""
     start = time.perf_counter()
     thin, wide, runtime = run.thin, run.wide, run.runtime
     all_names = run.blocks
@@ -63,6 +64,9 @@ def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
     run.connectors = Connectors(thin, wide, below, seed=seed).to(runtime.device)
     wide.eval()
     thin.train()
+    if features is None and cfg.precompute:
+        features = precompute_features(wide, run.task, runtime,
+                                       names if cfg.inputs == "thin" else below)
     generator = torch.Generator().manual_seed(seed)
     if features is None:
         batches = ((b, None) for b in run.task.train_batches(cfg.batch_size, generator,

@@ -163,6 +163,9 @@ STAGE_TABLES = ("wide", "imitate", "finetune", "downstream", "scratch", "deeper"
 # named ImitateConfig when the keys were fixed; the keys keep that spelling, so caches made
 # before the rename stay valid).
 KEY_CLASS_NAMES = {"ImitationConfig(": "ImitateConfig("}
+# Settings added after the keys were fixed, left out of a key at their default (which keeps
+# the earlier behaviour), so that caches made before them stay valid.
+KEY_LATER_DEFAULTS = (", precompute=False",)
 
 
 def stage_key(key: dict, stages: list[Stage], final_role: str) -> str:
@@ -176,6 +179,8 @@ def stage_key(key: dict, stages: list[Stage], final_role: str) -> str:
     text += "\n" + "\n".join(repr(s) for s in stages)
     for name, spelled in KEY_CLASS_NAMES.items():
         text = text.replace(name, spelled)
+    for default in KEY_LATER_DEFAULTS:
+        text = text.replace(default, "")
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -277,3 +277,26 @@ def test_a_stage_2_sweep_reuses_the_cached_teacher(tmp_path):
     c = run(fast_config("resnet", "ours", extra=["wide.lr=0.01"]), tmp_path / "c",
             progress=False, cache_dir=cache)
     assert not c["stages"]["wide"].get("cached")  # another teacher setting: trained again
+
+
+def test_precomputed_teacher_features_give_the_same_run_and_count_the_teacher_once(tmp_path):
+    # both schedules' inputs: the thin model's own lower blocks, and teacher-forced ones
+    for method in ("ours", "ours_teacher_forced"):
+        live = run(fast_config("resnet", method), tmp_path / f"{method}-live", progress=False)
+        pre = run(fast_config("resnet", method, ["imitate.precompute=true"]),
+                  tmp_path / f"{method}-pre", progress=False)
+        assert pre["metrics"] == live["metrics"]
+        assert (pre["stages"]["imitate"]["block_errors"]
+                == live["stages"]["imitate"]["block_errors"])
+        phases = {e["phase"]: e["flops"] for e in pre["compute"]["entries"]
+                  if e["stage"] == "imitate"}
+        assert "teacher_features" in phases  # the wide model's pass over the training set
+        assert (pre["compute"]["by_stage"]["imitate"] - phases["teacher_features"]
+                < live["compute"]["by_stage"]["imitate"])  # the steps no longer run it
+
+
+def test_precomputed_features_are_refused_where_they_cannot_apply():
+    with pytest.raises(UsageError, match="image task only"):
+        fast_config("bert", "ours", ["imitate.precompute=true"])
+    with pytest.raises(UsageError, match="target"):
+        fast_config("resnet", "ours", ["imitate.precompute=true", "imitate.target=pre"])
