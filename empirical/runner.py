@@ -48,7 +48,7 @@ from empirical.checkpoints import (
     save_checkpoint,
     stage_file,
 )
-from empirical.config import RunConfig
+from empirical.config import RUNTIME_FIELDS, RunConfig
 from empirical.matching import matched_stage, matched_steps
 from empirical.methods import Method, get_method, plan
 from empirical.run import Run
@@ -148,10 +148,11 @@ def check(cfgs: list[RunConfig]) -> None:
 
 
 def config_key(cfg: RunConfig) -> dict:
-    """The configuration a checkpoint stores and is checked against: all of it but the
-    device."""
+    """The configuration a checkpoint stores and is checked against, and the shared part of
+    the stage-cache keys: all of it but where it is computed (:data:`RUNTIME_FIELDS`)."""
     d = cfg.to_dict()
-    d.pop("device")
+    for name in RUNTIME_FIELDS:
+        d.pop(name)
     return d
 
 
