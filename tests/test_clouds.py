@@ -1,29 +1,21 @@
 """Particle clouds before and after imitation: the quick run, its command line and figure."""
 
-import contextlib
-import io
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from gowide.cli import main
 from meanfield.clouds import CloudsConfig, energy_distance, principal_plane, run_clouds
 
 STAGES = ("init", "imitation", "backprop")
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    """`gowide meanfield clouds --quick` as a user would run it; (directory, stdout, record)."""
-    out = tmp_path_factory.mktemp("clouds")
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(["meanfield", "clouds", "--quick", "--out", str(out), "--no-progress"])
-    assert code == 0
-    return out, buf.getvalue(), json.loads((out / "clouds.json").read_text())
+def quick(quick_clouds):
+    """`gowide meanfield clouds --quick` as a user would run it; (directory, stdout, record)
+    (conftest: run once, shared with test_cli)."""
+    return quick_clouds
 
 
 def test_quick_run_writes_the_documented_record(quick):

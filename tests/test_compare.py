@@ -12,9 +12,9 @@ from meanfield.verdicts import subsample_prediction
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    cfg = tiny_compare_config()
-    return run_compare(cfg, progress=False)
+def tiny(tiny_compare):
+    """The tiny grid's record (conftest: computed once, shared with test_cli)."""
+    return tiny_compare
 
 
 def test_an_interrupted_run_resumes_from_the_finished_seeds(tmp_path):

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from conftest import TINY_DEPTH as TINY
 from test_cli import _run
 
 from gowide.stats import decide
@@ -13,13 +14,11 @@ from meanfield.depth import DepthConfig, run_depth
 from meanfield.depth_summary import NOT_REACHED
 from meanfield.network import RESIDUAL_SCALES
 
-TINY = dict(n_train=48, n_test=48, depths=(2, 4), widths=(4, 8), wide_width=32, steps=20,
-            imitation_steps=15, seeds=(0, 1, 2))
-
 
 @pytest.fixture(scope="module")
-def tiny():
-    return run_depth(DepthConfig(**TINY), progress=False)
+def tiny(tiny_depth):
+    """``run_depth(DepthConfig(**TINY))`` (conftest: computed once, shared with test_cli)."""
+    return tiny_depth
 
 
 def test_record_has_every_field_the_interface_promises(tiny):

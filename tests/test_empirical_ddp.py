@@ -26,9 +26,16 @@ def _run(cmd, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def _run_here(args):
+    """The one-process run, in this process (one thread, as the processes of _run)."""
+    from gowide.cli import main
+
+    assert main(args) == 0
+
+
 def test_two_processes_match_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "gowide.cli", *ARGS, "--out", str(one)], tmp_path)
+    _run_here([*ARGS, "--out", str(one)])
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
           "-m", "gowide.cli", *ARGS, "--out", str(two)], tmp_path)
     a = torch.load(one / "model.pt", weights_only=True)["state_dict"]
@@ -71,7 +78,7 @@ def test_two_processes_take_the_same_selection_and_stopping_decisions(tmp_path):
              "--set", "imitate.stop_patience=1", "--set", "imitate.stop_min_delta=0.5",
              "--set", "imitate.steps_per_block=6"]
     one, two = tmp_path / "one", tmp_path / "two"
-    _run([sys.executable, "-m", "gowide.cli", *ARGS, *rules, "--out", str(one)], tmp_path)
+    _run_here([*ARGS, *rules, "--out", str(one)])
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
           "-m", "gowide.cli", *ARGS, *rules, "--out", str(two)], tmp_path)
     r1 = json.loads((one / "result.json").read_text())

@@ -560,18 +560,34 @@ def test_ctrl_c_in_a_real_process_at_start_up(tmp_path):
     import subprocess
     import sys
     import time
-    out = tmp_path / "out"
-    for delay in (0.05, 0.2, 0.35, 0.5, 0.8, 1.2, 1.8):
-        proc = subprocess.Popen([sys.executable, "-m", "gowide", "empirical", "run", "--task",
-                                 "resnet", "--device", "cpu", "--quiet", "--out", str(out)],
-                                stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                                env=dict(os.environ, OMP_NUM_THREADS="1"))
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        # before Python's own handler is installed, SIGINT ends the interpreter silently
-        assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, err)
-        assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+    delays = (0.05, 0.2, 0.35, 0.5, 0.8, 1.2, 1.8)
+    # Two processes at a time: a short delay's process is started alone and interrupted, then
+    # a long delay's while the first is still ending (the interruption is held back until the
+    # command line is imported, seconds); each is interrupted its delay after its own start.
+    pairs = [(delays[i], delays[-1 - i]) for i in range(len(delays) // 2)]
+    pairs += [(delays[len(delays) // 2],)] if len(delays) % 2 else []
+    for pair in pairs:
+        procs = []
+        try:
+            for delay in pair:
+                proc = subprocess.Popen([sys.executable, "-m", "gowide", "empirical", "run",
+                                         "--task", "resnet", "--device", "cpu", "--quiet",
+                                         "--out", str(tmp_path / f"out{len(procs)}")],
+                                        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                        env=dict(os.environ, OMP_NUM_THREADS="1"))
+                procs.append((delay, proc))
+                time.sleep(delay)
+                proc.send_signal(signal.SIGINT)
+            for delay, proc in procs:
+                _, err = proc.communicate(timeout=120)
+                # before Python's own handler is installed, SIGINT ends the interpreter silently
+                assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, err)
+                assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+        finally:
+            for _, proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
 
 @pytest.mark.parametrize("env,words", [

@@ -96,6 +96,16 @@ def launch(out: Path, *extra: str, after: list[str] | None = None, delay: float 
     return proc.returncode, err, written
 
 
+def in_process(out: Path, capsys, *extra: str) -> tuple[int, str]:
+    """The command of ``launch``, run by ``gowide.cli.main`` in this process (no start-up of
+    Python and torch), for the checks that kill nothing: (exit code, stderr)."""
+    from gowide.cli import main
+
+    capsys.readouterr()
+    code = main(_command(out, *extra)[3:])
+    return code, capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted run: its result, when it wrote each file, and its directory."""
@@ -105,7 +115,7 @@ def reference(tmp_path_factory):
     return json.loads((out / "result.json").read_text()), written, out
 
 
-def test_killed_runs_resume_to_the_same_result(reference, tmp_path):
+def test_killed_runs_resume_to_the_same_result(reference, tmp_path, capsys):
     ref, written, _ = reference
     t1, t2, t3 = (written[name] for name in WRITTEN[:3])
     rng = random.Random(7)
@@ -135,7 +145,7 @@ def test_killed_runs_resume_to_the_same_result(reference, tmp_path):
              out / ".result.json.k1ll3d.tmp"]
     for path in stale:
         path.write_bytes(b"half a file")
-    code, err, _ = launch(out, "--resume")
+    code, err = in_process(out, capsys, "--resume")  # the last resume has nothing to kill
     assert code == 0, err
     result = json.loads((out / "result.json").read_text())
     assert result["metrics"] == ref["metrics"]  # bit-identical: JSON floats round-trip
@@ -154,14 +164,14 @@ def _models_equal(a: Path, b: Path) -> None:
             assert torch.equal(ma[role][key], mb[role][key]), (role, key)
 
 
-def test_a_damaged_checkpoint_is_trained_again_with_a_warning(reference, tmp_path):
+def test_a_damaged_checkpoint_is_trained_again_with_a_warning(reference, tmp_path, capsys):
     ref, _, ref_out = reference
     out = tmp_path / "run"
     shutil.copytree(ref_out, out)
     damaged = out / "checkpoints" / "2-imitate.pt"
     data = damaged.read_bytes()
     damaged.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
-    code, err, _ = launch(out, "--resume")
+    code, err = in_process(out, capsys, "--resume")
     assert code == 0, err
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert len(warnings) == 1, err
@@ -191,10 +201,10 @@ def test_a_changed_byte_in_the_weights_fails_the_checksum(tmp_path):
 
 
 def test_divergence_exits_1_naming_stage_and_step_and_keeps_the_last_good_checkpoint(
-        reference, tmp_path):
+        reference, tmp_path, capsys):
     _, _, ref_out = reference
     out = tmp_path / "diverged"
-    code, err, _ = launch(out, "--set", "finetune.lr=1e6")
+    code, err = in_process(out, capsys, "--set", "finetune.lr=1e6")
     assert code == 1, err
     assert re.fullmatch(r"gowide: stage 'finetune' diverged at step \d+: loss is \S+; "
                         r"[^\n]*checkpoint[^\n]*\n", err), err

@@ -18,9 +18,11 @@ if str(ROOT) not in sys.path:  # notebooks/ is run from the repository, not inst
 from notebooks import pair  # noqa: E402
 
 # Settings injected after a notebook's parameters cell, as papermill would, where the quick
-# setting alone takes long (notebook 3 trains the tiny preset twice: about 30 s on 2 cores).
-# The full-size quick run is `make slow-test`'s.
+# setting alone takes long (notebook 2 trains and imitates at five thin widths for 150 steps,
+# about 20 s on 2 cores; notebook 3 trains the tiny preset twice: about 30 s). Every cell still
+# runs, on fewer and smaller nets. The full-size quick runs are `make slow-test`'s.
 INJECTED = {
+    "02_imitation_vs_backprop": "WIDE = 64\nTHIN = [4, 16]\nSTEPS = 30",
     "03_three_stages": "OVERRIDES = " + repr(FAST_RESNET),
 }
 
