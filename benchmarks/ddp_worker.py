@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from empirical.config import build_config
+from empirical.presets import build_config
 from empirical.runtime import prepare_model, setup_runtime, to_device
 from empirical.tasks import make_task
 from empirical.train import make_optimizer

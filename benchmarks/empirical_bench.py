@@ -28,10 +28,10 @@ import torch
 
 from benchmarks.timing import env, measure, paired_ratio, set_threads
 from empirical.capture import FeatureCapture, block_names
-from empirical.config import build_config
 from empirical.connectors import Connectors
 from empirical.imitation import _set_trainable, imitation_step
 from empirical.precompute import precompute_features, training_examples
+from empirical.presets import build_config
 from empirical.run import Run, build_role
 from empirical.runtime import setup_runtime, to_device
 from empirical.tasks import make_task

@@ -23,8 +23,8 @@ from gowide.errors import UsageError
 
 
 def _run(args) -> int:
-    from empirical.config import build_config
     from empirical.methods import get_method
+    from empirical.presets import build_config
     from empirical.runner import check_out, run
     from empirical.train import Diverged
 
@@ -67,7 +67,7 @@ def _summary(result: dict, out) -> str:
 
 def _compare(args) -> int:
     from empirical.compare import parse_methods, run_compare
-    from empirical.config import build_config
+    from empirical.presets import build_config
     from empirical.runner import check, check_out
     from empirical.train import Diverged
 

@@ -28,9 +28,10 @@ from tqdm import tqdm
 
 from empirical import anytime
 from empirical.claims import metric_values, summarise
-from empirical.config import build_config, same_config
+from empirical.config import same_config
 from empirical.gates import gate_facts
 from empirical.methods import METHODS, get_method
+from empirical.presets import build_config
 from empirical.runner import run
 from gowide.atomic import write_json
 from gowide.errors import UsageError

@@ -1,10 +1,9 @@
-"""Run configuration: small dataclasses per component and per stage, read from TOML presets
-(``configs/tiny.toml``, ``small.toml``, ``full.toml``, ``regime.toml``) and overridden from
-the command line with ``--set section.key=value`` (the value is parsed as TOML:
-``--set imitate.normalize=true``).
+"""Run configuration: small dataclasses per component and per stage, with the ranges of
+their values. They are filled from TOML presets (``configs/tiny.toml``, ``small.toml``,
+``full.toml``, ``regime.toml``) and ``--set section.key=value`` overrides by
+:func:`empirical.presets.build_config`; the ``[model]`` table is checked against its model
+family by :mod:`empirical.model_limits`.
 
-A preset file holds one table per task (``[resnet]``, ``[bert]``) with sub-tables named like
-the fields of :class:`RunConfig` (a preset may hold one task only: ``regime`` is ResNet's).
 Unknown keys, wrong types and values out of range raise :class:`~gowide.errors.UsageError`
 with a one-line message naming the key.
 """
@@ -13,9 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,7 +280,9 @@ class RunConfig:
                              "(a linear head on the mean-pooled hidden states)")
         for name in BASELINES:
             self.baseline(name)
-        _check_model(self)
+        from empirical.model_limits import check_model  # it builds members: models import
+
+        check_model(self)
 
     def baseline(self, name: str, steps: int | None = None) -> SupervisedConfig:
         """The training settings of baseline ``name`` (scratch | deeper): finetune's, then the
@@ -292,6 +290,8 @@ class RunConfig:
         distillation."""
         tables = ("scratch",) if name == "scratch" else ("scratch", "deeper")
         cfg = self.finetune
+        from empirical.presets import from_dict  # it builds RunConfigs from this module
+
         for where in tables:
             table = getattr(self, where)
             checked = from_dict(SupervisedConfig, table, where)  # unknown keys, types
@@ -336,201 +336,3 @@ def same_config(stored: dict, wanted: RunConfig) -> bool:
     want = {k: v for k, v in wanted.to_dict().items() if k not in RUNTIME_FIELDS}
     have = {k: v for k, v in stored.items() if k not in RUNTIME_FIELDS}
     return same(have, want, defaults)
-
-
-# Model settings that the data decides (set by the task), per task.
-DATA_DECIDED = {"resnet": ("in_channels", "num_classes"), "bert": ("vocab_size", "max_len")}
-
-
-def _check_model(cfg: RunConfig) -> None:
-    """Check the ``[model]`` table against the task's model family before anything runs: the
-    types of its entries, and the thin, wide and deeper members it makes (as the task builds
-    them, ``empirical.tasks``)."""
-    if cfg.task == "resnet":
-        from empirical.models.resnet import ResNetConfig as family
-
-        depth_key = "blocks_per_stage"
-    else:
-        from empirical.models.bert import BertConfig as family
-
-        depth_key = "layers"
-    hints = typing.get_type_hints(family)
-    for key, value in cfg.model.items():
-        if key in DATA_DECIDED[cfg.task]:
-            raise UsageError(f"model.{key} is set from the data; remove it from the config")
-        if key in hints:
-            _coerce(f"model.{key}", hints[key], value)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise UsageError(f"model.{key} must be finite, got {value!r}")
-    if "dropout" in hints and not 0.0 <= cfg.model.get("dropout", 0.0) <= 1.0:
-        raise UsageError(f"model.dropout must lie in [0, 1], got {cfg.model['dropout']}")
-    deeper = {depth_key: cfg.deeper_depth}
-    if cfg.deeper_width_mult != 1.0:
-        deeper["width_mult"] = cfg.deeper_width_mult
-    for role, changes in (("thin", {}), ("wide", {"width_mult": cfg.wide_mult}),
-                          ("deeper", deeper)):
-        try:
-            member = family(**(cfg.model | changes))
-        except TypeError as exc:
-            raise UsageError(f"[model] for {cfg.task}: {exc}") from None
-        except UsageError as exc:
-            raise UsageError(f"[model] ({role} member): {exc}") from None
-        params = _count_params(cfg.task, member)
-        if params is not None and params > PARAMS_MAX:
-            raise UsageError(f"[model] ({role} member): {params:.3g} parameters, more than "
-                             f"the limit of {PARAMS_MAX:.0e}; lower the widths, depths or "
-                             "multipliers")
-
-
-_PARAMS: dict[str, int | None] = {}
-
-
-def _count_params(task: str, member) -> int | None:
-    """Parameters of a model family member, built on the meta device (no memory, no random
-    numbers drawn; remembered per member); None where it cannot be built there."""
-    key = f"{task}:{member!r}"
-    if key not in _PARAMS:
-        _PARAMS[key] = _build_and_count(task, member)
-    return _PARAMS[key]
-
-
-def _build_and_count(task: str, member) -> int | None:
-    import torch
-
-    if task == "resnet":
-        from empirical.models.resnet import ResNet as cls
-    else:
-        from empirical.models.bert import Bert as cls
-    try:
-        with torch.device("meta"):
-            model = cls(member)
-    except Exception:  # the real build reports it, as before
-        return None
-    return sum(p.numel() for p in model.parameters())
-
-
-def _is_dataclass_type(tp) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _coerce(where: str, tp, value):
-    """Check ``value`` against the annotation ``tp`` (int promoted to float)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(where, option, value)
-            except UsageError:
-                continue
-        raise UsageError(f"{where}: {value!r} has the wrong type")
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise UsageError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(where, item, v) for v in value]
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise UsageError(f"{where}: expected a table, got {value!r}")
-        return dict(value)
-    if tp in (int, float, str, bool):
-        if type(value) is not tp:
-            raise UsageError(f"{where}: expected {tp.__name__}, got {value!r}")
-        return value
-    return value
-
-
-def from_dict(cls, data: dict, where: str = ""):
-    """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key not in names:
-            raise UsageError(f"unknown config key {path!r}; known keys: {', '.join(sorted(names))}")
-        tp = hints[key]
-        if _is_dataclass_type(tp):
-            if not isinstance(value, dict):
-                raise UsageError(f"{path}: expected a table, got {value!r}")
-            kwargs[key] = from_dict(tp, value, path)
-        else:
-            kwargs[key] = _coerce(path, tp, value)
-    return cls(**kwargs)
-
-
-def parse_override(text: str) -> tuple[list[str], object]:
-    """``a.b=value`` -> (["a", "b"], value); the value is TOML, or a bare string."""
-    if "=" not in text:
-        raise UsageError(f"--set expects section.key=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    parts = [p.strip() for p in key.strip().split(".")]
-    if not all(parts):
-        raise UsageError(f"--set expects section.key=value, got {text!r}")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return parts, value
-
-
-def load_preset(preset: str) -> dict:
-    """The TOML of a preset name (``tiny``, ``small``) or of a path to a TOML file."""
-    path = Path(preset)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{preset}.toml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-        raise UsageError(f"preset {preset!r} not found (known presets: {known}, or a .toml path)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read preset {str(path)!r}: {exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: malformed TOML: {exc}") from None
-
-
-def build_config(task: str, method: str, preset: str = "tiny",
-                 overrides: list[str] = (), **fields) -> RunConfig:
-    """Preset table of ``task``, then ``overrides`` (``a.b=value``), then ``fields``."""
-    _check_choice("task", task, TASKS)
-    doc = load_preset(preset)
-    unknown = [k for k in doc if k not in TASKS]
-    if unknown:
-        raise UsageError(f"preset {preset!r}: unknown table [{unknown[0]}]; a preset holds "
-                         f"the tables {' and '.join(f'[{t}]' for t in TASKS)} only")
-    others = [t for t in TASKS if t in doc]
-    if task not in doc and others:
-        raise UsageError(f"preset {preset!r} has no [{task}] table (it is a preset for "
-                         f"{', '.join(others)})")
-    table = doc.get(task, {})
-    if not isinstance(table, dict):
-        raise UsageError(f"preset {preset!r}: [{task}] must be a table")
-    data = _deep_copy(table)
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = data
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise UsageError(f"--set {text}: {p!r} is not a section")
-        node[parts[-1]] = value
-    data.update({k: v for k, v in fields.items() if v is not None})
-    data["task"], data["method"] = task, method
-    return from_dict(RunConfig, data)
-
-
-def _deep_copy(d):
-    if isinstance(d, dict):
-        return {k: _deep_copy(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_deep_copy(v) for v in d]
-    return d

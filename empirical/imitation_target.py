@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from empirical.config import build_config
+from empirical.presets import build_config
 from empirical.run import Run
 from empirical.runtime import setup_runtime
 from empirical.stages import Stage, run_stage

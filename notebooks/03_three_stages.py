@@ -36,8 +36,8 @@ import tempfile
 import matplotlib.pyplot as plt
 import torch
 
-from empirical.config import build_config
 from empirical.methods import get_method
+from empirical.presets import build_config
 from empirical.runner import run
 
 torch.set_num_threads(1)

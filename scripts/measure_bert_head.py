@@ -26,7 +26,7 @@ QUICK = ["model.layers=2", "model.hidden=16", "model.ffn=32", "model.heads=2", "
 
 def main(argv: list[str] | None = None) -> int:
     from empirical import imitation
-    from empirical.config import build_config
+    from empirical.presets import build_config
     from empirical.runner import run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -31,7 +31,7 @@ PRESET = str(ROOT / "empirical" / "configs" / "regime.toml")
 def main() -> int:
     import torch
 
-    from empirical.config import build_config
+    from empirical.presets import build_config
     from empirical.runner import run
     from gowide.atomic import write_json
     from gowide.provenance import provenance

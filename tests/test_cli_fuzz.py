@@ -34,11 +34,11 @@ from empirical.config import (
     ImitationConfig,
     RunConfig,
     SupervisedConfig,
-    parse_override,
 )
 from empirical.methods import METHODS
 from empirical.models.bert import BertConfig
 from empirical.models.resnet import ResNetConfig
+from empirical.presets import parse_override
 from gowide.cli import build_parser, main
 from gowide.reproduce import JOBS
 

@@ -9,7 +9,8 @@ import math
 import pytest
 
 from empirical.anytime import curve, summarise
-from empirical.config import RunConfig, build_config, same_config
+from empirical.config import RunConfig, same_config
+from empirical.presets import build_config
 from empirical.runtime import setup_runtime
 from gowide.cli import main
 from gowide.errors import UsageError

@@ -2,7 +2,7 @@
 
 import pytest
 
-from empirical.config import build_config, parse_override
+from empirical.presets import build_config, parse_override
 from gowide.cli import main
 
 

@@ -129,8 +129,8 @@ TINY_CACHE_KEYS = {"ours": ["d368dcaa89a9f7039305", "43bd521cfe7b85b691b8",
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("method", sorted(TINY_CACHE_KEYS))
 def test_stage_cache_keys_stay_those_of_stored_caches(method, threads):
-    from empirical.config import build_config
     from empirical.methods import plan
+    from empirical.presets import build_config
     from empirical.tasks import make_task
 
     cfg = build_config("resnet", method, "tiny", [], seed=0, threads=threads)

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from empirical_helpers import fast_config
 
 from empirical.claims import summarise
-from empirical.config import build_config
 from empirical.connectors import Connectors, merge_error, remove_pairs
 from empirical.data.text import IGNORE, PAD, TextData
 from empirical.flops import ComputeLedger
 from empirical.imitation import imitate
 from empirical.models.bert import Bert, BertConfig
+from empirical.presets import build_config
 from empirical.probe import fit_logistic, linear_probe
 from empirical.run import Run
 from empirical.runtime import Runtime

@@ -432,7 +432,8 @@ def test_every_numeric_config_field_is_bounded():
     10**20 is refused with a message naming it."""
     import dataclasses
 
-    from empirical.config import RunConfig, build_config
+    from empirical.config import RunConfig
+    from empirical.presets import build_config
     from gowide.errors import UsageError
 
     def numeric(cls, prefix=""):
@@ -748,7 +749,7 @@ def test_figure_scripts_give_one_line_and_replace_nothing(module, relpath, damag
 @pytest.mark.parametrize("text", ['[resnett]\nwide_mult = 2.0\n', 'wide_mult = 2.0\n',
                                   '[resnet]\n[bert]\n[extra]\n'])
 def test_a_misspelt_preset_table_is_refused_not_replaced_by_defaults(text, tmp_path):
-    from empirical.config import build_config
+    from empirical.presets import build_config
     from gowide.errors import UsageError
     preset = tmp_path / "p.toml"
     preset.write_text(text)

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from empirical.config import FLOAT_MAX, INT_MAX, UPPER, RunConfig, build_config
+from empirical.config import FLOAT_MAX, INT_MAX, UPPER, RunConfig
 from empirical.models.bert import BertConfig
 from empirical.models.resnet import ResNetConfig
+from empirical.presets import build_config
 from gowide.errors import UsageError
 
 FAST = settings(max_examples=int(os.environ.get("GOWIDE_FUZZ_EXAMPLES", "60")), deadline=None,

@@ -6,9 +6,9 @@ import tempfile
 
 import torch
 
-from empirical.config import build_config
 from empirical.models.bert import Bert, BertConfig
 from empirical.models.resnet import ResNet, ResNetConfig
+from empirical.presets import build_config
 
 # One tokenizer cache for the whole test session, outside the user's home.
 TEST_CACHE = tempfile.mkdtemp(prefix="gowide-test-cache-")
