@@ -190,13 +190,3 @@ def run_compare(task: str, preset: str, seeds: list[int], out: str | Path,
         summary["stopped"] = stopped
     write_json(out / "compare.json", summary)
     return summary
-
-
-def load_summary(out: str | Path) -> dict:
-    path = Path(out) / "compare.json"
-    if not path.exists():
-        raise UsageError(f"{path} not found: run 'gowide empirical compare --out {out}' first")
-    from gowide.paths import read_json
-
-    return read_json(path, "comparison")
-
