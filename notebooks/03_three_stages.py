@@ -28,6 +28,7 @@
 # Parameters to play with
 METHODS = ["ours", "scratch"]   # see `gowide empirical methods` for all of them
 SEED = 0
+PRESET = "tiny"                 # quick: digits, seconds; "small": Fashion-MNIST, minutes
 OVERRIDES = []                  # e.g. ["imitate.steps_per_block=100", "model.width_mult=8"]
 
 # %%
@@ -44,7 +45,7 @@ torch.set_num_threads(1)
 workdir = tempfile.mkdtemp(prefix="gowide-nb3-")
 results = {}
 for name in METHODS:
-    cfg = build_config("resnet", name, "tiny", OVERRIDES, seed=SEED)
+    cfg = build_config("resnet", name, PRESET, OVERRIDES, seed=SEED)
     print(f"{name}: {get_method(name).description}")
     results[name] = run(cfg, f"{workdir}/{name}", progress=False)
 for name, r in results.items():
