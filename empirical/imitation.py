@@ -64,9 +64,11 @@ def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
     run.connectors = Connectors(thin, wide, below, seed=seed).to(runtime.device)
     wide.eval()
     thin.train()
+    # the wide outputs the steps read: the imitated blocks', and with teacher-forced inputs
+    # those of every block below the highest one
+    read = names if cfg.inputs == "thin" else below
     if features is None and cfg.precompute:
-        features = precompute_features(wide, run.task, runtime,
-                                       names if cfg.inputs == "thin" else below)
+        features = precompute_features(wide, run.task, runtime, read)
     generator = torch.Generator().manual_seed(seed)
     if features is None:
         batches = ((b, None) for b in run.task.train_batches(cfg.batch_size, generator,
@@ -75,7 +77,7 @@ def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
         if cfg.target == "pre":
             raise UsageError("precomputed teacher features hold post-activation block "
                              "outputs; use imitate.target = \"post\" with them")
-        features.check_covers(names if cfg.inputs == "thin" else below)
+        features.check_covers(read)
         batches = features.batches(cfg.batch_size, generator, runtime.rank, runtime.world)
         run.ledger.add(stage, "teacher_features", features.flops * runtime.world, 1)
     phases = [_train_phase(run, cfg, stage, batches, all_names, *phase)
