@@ -78,6 +78,7 @@ class DataConfig:
     dataset: str = "digits"  # resnet: digits | mnist5k | fashion
     data_dir: str | None = None  # where Fashion-MNIST IDX files live, if not the Debian path
     split_seed: int = 0  # fixed train/val/test split
+    downsample: int = 1  # resnet: images averaged over k x k squares (2: Fashion-MNIST 14x14)
     vocab_size: int = 2000  # bert: WordPiece vocabulary
     max_len: int = 64  # bert: sequence length
     max_mlm_sequences: int | None = None  # bert: cap on pretraining sequences
@@ -90,6 +91,7 @@ class DataConfig:
         _check_positive("data.vocab_size", self.vocab_size)
         _check_positive("data.max_len", self.max_len)
         _check_seed("data.split_seed", self.split_seed)
+        _check_positive("data.downsample", self.downsample)
         if self.max_mlm_sequences is not None:
             _check_positive("data.max_mlm_sequences", self.max_mlm_sequences)
 
@@ -274,6 +276,8 @@ class RunConfig:
             raise UsageError("imitate.precompute applies to the image task only: masked-LM "
                              "batches are masked afresh at every step, so the wide model's "
                              "input never repeats")
+        if self.task == "bert" and self.data.downsample != 1:
+            raise UsageError("data.downsample applies to the image task only")
         if (self.task == "bert" and self.downstream.mode == "probe"
                 and self.model.get("cls_head", "mlp") != "linear"):
             raise UsageError('downstream.mode = "probe" needs model.cls_head = "linear" '

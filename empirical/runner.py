@@ -153,6 +153,9 @@ def config_key(cfg: RunConfig) -> dict:
     d = cfg.to_dict()
     for name in RUNTIME_FIELDS:
         d.pop(name)
+    for table, name, default in KEY_LATER_FIELDS:
+        if d[table].get(name) == default:
+            d[table].pop(name)
     return d
 
 
@@ -167,7 +170,7 @@ KEY_CLASS_NAMES = {"ImitationConfig(": "ImitateConfig("}
 # Settings added after the keys were fixed, left out of a key at their default (which keeps
 # the earlier behaviour), so that caches made before them stay valid.
 KEY_LATER_DEFAULTS = (", precompute=False",)
-
+KEY_LATER_FIELDS = (("data", "downsample", 1),)  # (table, field, default) likewise
 
 def stage_key(key: dict, stages: list[Stage], final_role: str) -> str:
     """A hash of what determines the state after ``stages``: the configuration without the

@@ -99,7 +99,8 @@ class ImageTask(Task):
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
-        self.data = load_images(cfg.data.dataset, cfg.data.split_seed, cfg.data.data_dir)
+        self.data = load_images(cfg.data.dataset, cfg.data.split_seed, cfg.data.data_dir,
+                                cfg.data.downsample)
 
     def family_config(self, role: str) -> ResNetConfig:
         kw = dict(self.cfg.model)
@@ -151,7 +152,9 @@ class ImageTask(Task):
         return {"x": self.data.x_val[:size], "y": self.data.y_val[:size]}
 
     def data_summary(self):
-        return {"dataset": self.data.name, **self.data.sizes()}
+        height, width = self.data.x_train.shape[-2:]
+        return {"dataset": self.data.name, **self.data.sizes(),
+                **({"image_size": [height, width]} if self.cfg.data.downsample > 1 else {})}
 
 
 class BertTask(Task):

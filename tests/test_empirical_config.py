@@ -4,6 +4,7 @@ import pytest
 
 from empirical.presets import build_config, parse_override
 from gowide.cli import main
+from gowide.errors import UsageError
 
 
 def test_presets_load_for_both_tasks():
@@ -52,6 +53,16 @@ def test_regime_preset_is_the_paper_regime_at_small_scale():
     assert kd.steps == cfg.imitate.steps_per_block * n + cfg.finetune.steps
 
 
+def test_regime_cpu_preset_is_the_image_regime_on_14x14_images_only():
+    from empirical.runner import config_key
+
+    cpu = config_key(build_config("resnet", "ours", "regime_cpu", [], seed=0))
+    gpu = config_key(build_config("resnet", "ours", "regime", ["data.downsample=2"], seed=0))
+    assert cpu == gpu and cpu["data"]["downsample"] == 2
+    with pytest.raises(UsageError, match=r"preset 'regime_cpu' has no \[bert\] table"):
+        build_config("bert", "ours", "regime_cpu")
+
+
 def test_regime_preset_for_text_is_pre_ln_tied_probed_and_within_its_step_budget():
     from empirical.methods import METHODS
     from empirical.models.bert import Bert, BertConfig
@@ -72,6 +83,16 @@ def test_regime_preset_for_text_is_pre_ln_tied_probed_and_within_its_step_budget
     # 53,500 steps: the budget in the preset's header (scratch and deeper at 16000 since the
     # pilot's scratch did not converge in 8000); a larger total needs the header redone.
     assert total == 53_500
+
+
+def test_downsampling_is_for_images_and_enters_the_keys_only_when_set():
+    from empirical.runner import config_key
+
+    with pytest.raises(UsageError, match="data.downsample applies to the image task only"):
+        build_config("bert", "ours", "tiny", ["data.downsample=2"], seed=0)
+    plain = config_key(build_config("resnet", "ours", "tiny", [], seed=0))
+    halved = config_key(build_config("resnet", "ours", "tiny", ["data.downsample=2"], seed=0))
+    assert "downsample" not in plain["data"] and halved["data"]["downsample"] == 2
 
 
 def test_baseline_tables_over_finetune():
@@ -122,6 +143,8 @@ BAD = [
     (["--set", "finetune.early_stop=true"], "finetune.early_stop needs finetune.eval_every > 0"),
     (["--set", "wide.select=worst"], "wide.select must be one of best, last"),
     (["--set", "wide.patience=0"], "wide.patience must be positive"),
+    (["--set", "data.downsample=0"], "data.downsample must be positive"),
+    (["--set", "data.downsample=3"], "data.downsample = 3 does not divide the digits images"),
 ]
 
 

@@ -93,3 +93,17 @@ def test_tokenizer_is_deterministic_and_cached(tmp_path, monkeypatch):
         files.append(path.read_text())
         assert train_tokenizer(500).to_str() == tok.to_str()  # read back from the cache
     assert files[0] == files[1]
+
+
+def test_downsampling_averages_pixel_squares_and_standardises_again():
+    full, half = load_images("digits", seed=0), load_images("digits", seed=0, factor=2)
+    assert half.x_train.shape[1:] == (1, 4, 4) and half.sizes() == full.sizes()
+    assert torch.equal(half.y_test, full.y_test)
+    assert abs(float(half.x_train.mean())) < 1e-5 and abs(float(half.x_train.std()) - 1) < 1e-4
+    # Each pixel is an affine function of the mean of its 2x2 square in the full image.
+    pooled = torch.nn.functional.avg_pool2d(full.x_val, 2)
+    slope = float(half.x_val.std() / pooled.std())
+    assert torch.allclose(half.x_val, (pooled - pooled.mean()) * slope + half.x_val.mean(),
+                          atol=1e-4)
+    with pytest.raises(UsageError, match="downsample = 3 does not divide the digits images"):
+        load_images("digits", factor=3)
