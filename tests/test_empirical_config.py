@@ -63,6 +63,25 @@ def test_regime_cpu_preset_is_the_image_regime_on_14x14_images_only():
         build_config("bert", "ours", "regime_cpu")
 
 
+def test_regime_bottleneck_preset_is_its_committed_pilot():
+    import json
+    from pathlib import Path
+
+    from empirical.config import same_config
+    from empirical.tasks import make_task
+
+    runs = Path(__file__).parents[1] / "results/empirical/regime_designs/bottleneck/runs"
+    for method in ("teacher", "scratch", "ours"):
+        stored = json.loads((runs / method / "seed0/result.json").read_text())
+        cfg = build_config("resnet", method, "regime_bottleneck", [], seed=0)
+        assert same_config(stored["config"], cfg)
+    task = make_task(cfg)
+    thin, wide = task.build("thin"), task.build("wide")
+    assert [sum(p.numel() for p in m.parameters()) for m in (thin, wide)] == [71_234, 272_186]
+    assert thin.block_widths() == wide.block_widths()  # no linear pairs: equal interfaces
+    assert wide.blocks[0].conv1.out_channels == 4 * thin.blocks[0].conv1.out_channels
+
+
 def test_regime_preset_for_text_is_pre_ln_tied_probed_and_within_its_step_budget():
     from empirical.methods import METHODS
     from empirical.models.bert import Bert, BertConfig
