@@ -168,9 +168,11 @@ STAGE_TABLES = ("wide", "imitate", "finetune", "downstream", "scratch", "deeper"
 # before the rename stay valid).
 KEY_CLASS_NAMES = {"ImitationConfig(": "ImitateConfig("}
 # Settings added after the keys were fixed, left out of a key at their default (which keeps
-# the earlier behaviour), so that caches made before them stay valid.
+# the earlier behaviour), so that caches made before them stay valid: stage settings as they
+# are spelled in a stage's repr, shared settings as (table, field, default).
 KEY_LATER_DEFAULTS = (", precompute=False",)
-KEY_LATER_FIELDS = (("data", "downsample", 1),)  # (table, field, default) likewise
+KEY_LATER_FIELDS = (("data", "downsample", 1),)
+
 
 def stage_key(key: dict, stages: list[Stage], final_role: str) -> str:
     """A hash of what determines the state after ``stages``: the configuration without the
