@@ -186,6 +186,7 @@ def run_compare(task: str, preset: str, seeds: list[int], out: str | Path,
     summary = summarise(task, preset, ran, methods, results)
     summary["wall_s"] = time.perf_counter() - start
     summary["jobs"] = jobs
+    summary["overrides"] = list(overrides)  # the --set items, as given (config has them applied)
     if stopped:
         summary["stopped"] = stopped
     write_json(out / "compare.json", summary)

@@ -100,7 +100,8 @@ def test_compare_cli_reuses_finished_runs_and_shares_stages(tmp_path, capsys):
     assert {c["claim"] for c in summary["claims"]} == {"C1", "C2", "C3"}
     for c in summary["claims"]:
         assert set(c) >= {"claim", "measured", "interval", "held"}
-    assert (out / "compare.md").exists()
+    assert summary["overrides"] == FAST_RESNET  # the --set items, as given
+    assert f"`{FAST_RESNET[0]}`" in (out / "compare.md").read_text()
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
         "empirical_resnet_anytime.png", "empirical_resnet_blocks.png",
         "empirical_resnet_compute.png", "empirical_resnet_curves.png"]

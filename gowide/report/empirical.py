@@ -76,7 +76,8 @@ def _gate_cell(g: dict) -> str:
 def _method_lines(summary: dict, metrics: list[dict]) -> list[str]:
     n = len(summary["seeds"])
     seeds = f"{n} seed" + "s" * (n != 1)
-    lines = [f"### {summary['task']} ({summary['preset']} preset, {seeds}, mean ± std)", "",
+    sets = "".join(f", `{kv}`" for kv in summary.get("overrides") or [])
+    lines = [f"### {summary['task']} ({summary['preset']} preset{sets}, {seeds}, mean ± std)", "",
              "| method | " + " | ".join(m["label"] for m in metrics)
              + " | training FLOPs (teacher incl.) | of which teacher | wall s | params |",
              "|---" * (len(metrics) + 5) + "|"]
