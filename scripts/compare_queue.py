@@ -69,6 +69,22 @@ def child(args) -> int:
     return 0
 
 
+def ordered_jobs(seeds: int, methods: list[str], late: list[str], block: int
+                 ) -> list[tuple[int, list[str], bool]]:
+    """Every job in the order the queue starts them: seeds in blocks of ``block``; within a
+    block the teachers first (the longest path: teacher, then ours), then what waits for
+    them, then the baselines; the ``late`` methods after every seed's others."""
+    def rank(job):
+        s, g, waits = job
+        if g[0] in late:
+            return (seeds, 0, s)
+        return (s // block, 0 if g == ["teacher"] else 1 if waits else 2, s)
+
+    queue = [j for s in range(seeds) for j in jobs_for(s, methods)]
+    queue += [(s, [m], False) for s in range(seeds) for m in late]
+    return sorted(queue, key=rank)
+
+
 def finished(out: Path, method: str, seed: int) -> bool:
     return (out / "runs" / method / f"seed{seed}" / "result.json").exists()
 
@@ -100,16 +116,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     methods = [m for m in args.methods.split(",") if m]
     late = [m for m in args.late.split(",") if m]
-    # Priority: seeds in blocks of --block; within a block the teachers first (the longest
-    # path: teacher, then ours), then what waits for them, then the baselines, then --late.
-    def rank(job):
-        s, g, waits = job
-        kind = 0 if g == ["teacher"] else 1 if waits else 3 if g[0] in late else 2
-        return (s // args.block, kind, s)
-
-    queue = [j for s in range(args.seeds) for j in jobs_for(s, methods)]
-    queue += [(s, [m], False) for s in range(args.seeds) for m in late]
-    queue.sort(key=rank)
+    queue = ordered_jobs(args.seeds, methods, late, args.block)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     running: list[tuple[subprocess.Popen, int, list[str], float]] = []

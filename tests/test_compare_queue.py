@@ -29,6 +29,24 @@ def test_jobs_put_the_teacher_first_and_wait_for_it():
     assert all(not w for _, _, w in queue.jobs_for(0, ["ours", "scratch"]))
 
 
+
+def test_late_methods_wait_for_every_seeds_other_jobs():
+    core = ["teacher", "scratch", "ours", "kd"]
+    for block in (1, 2, 5):
+        jobs = queue.ordered_jobs(3, core, ["scratch_2x"], block)
+        late = [i for i, (_, g, _) in enumerate(jobs) if g == ["scratch_2x"]]
+        assert late == [len(jobs) - 3, len(jobs) - 2, len(jobs) - 1]
+        assert [s for s, _, _ in jobs[-3:]] == [0, 1, 2]
+    # within a block: the teachers, then what waits for them, then the baselines
+    jobs = queue.ordered_jobs(2, core, [], 2)
+    assert [(s, g) for s, g, _ in jobs] == [(0, ["teacher"]), (1, ["teacher"]),
+                                             (0, ["ours"]), (0, ["kd"]), (1, ["ours"]),
+                                             (1, ["kd"]), (0, ["scratch"]), (1, ["scratch"])]
+    # blocks of one seed finish seed 0's core jobs before seed 1's teacher
+    jobs = queue.ordered_jobs(2, core, [], 1)
+    assert jobs.index((0, ["scratch"], False)) < jobs.index((1, ["teacher"], False))
+
+
 @pytest.mark.slow
 def test_a_small_queue_writes_the_comparison_of_its_runs(tmp_path):
     out = tmp_path / "q"
