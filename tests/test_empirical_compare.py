@@ -193,7 +193,13 @@ def test_a_pilot_gate_that_fails_leaves_the_claims_unjudged():
     assert [g["passed"] for g in s["gates"]] == [True, True, True]
     assert s["gates_failed"] == ["pilot teacher_margin"]
     assert all(c["held"] is None for c in s["claims"])
-    assert "pilot seed" in compare_markdown(s)
+    md = compare_markdown(s)
+    assert "pilot seed" in md
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| gate |"))
+    head, rule, *rows = lines[start:lines.index("", start)]
+    assert rule.count("|---") == 5 and len(rows) == 3  # every row fills the header's 5 cells
+    assert {ln.count(" | ") + 1 for ln in [head, *rows]} == {5}
 
 
 def test_gates_that_cannot_be_checked_judge_nothing():

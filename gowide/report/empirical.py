@@ -137,8 +137,8 @@ def _gate_lines(summary: dict) -> list[str]:
     pilot = {g["gate"]: g for g in summary.get("pilot_gates") or []}
     if not gates:
         return []
-    head = "| gate | measured | passed |" + (" pilot seed |" if pilot else "")
-    lines = ["", head, "|---" * (4 if pilot else 3) + "|"]
+    head = "| gate | measured | passed |" + (" pilot seed | pilot passed |" if pilot else "")
+    lines = ["", head, "|---" * (5 if pilot else 3) + "|"]
     for g in gates:
         cells = [_gate_cell(g)] + ([_gate_cell(pilot[g["gate"]])] if pilot else [])
         lines.append(f"| {g['gate']}: {g['statement']} | " + " | ".join(cells) + " |")
