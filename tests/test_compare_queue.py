@@ -29,7 +29,6 @@ def test_jobs_put_the_teacher_first_and_wait_for_it():
     assert all(not w for _, _, w in queue.jobs_for(0, ["ours", "scratch"]))
 
 
-
 def test_late_methods_wait_for_every_seeds_other_jobs():
     core = ["teacher", "scratch", "ours", "kd"]
     for block in (1, 2, 5):
