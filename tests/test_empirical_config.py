@@ -63,6 +63,19 @@ def test_regime_cpu_preset_is_the_image_regime_on_14x14_images_only():
         build_config("bert", "ours", "regime_cpu")
 
 
+def test_regime_text_cpu_preset_is_the_text_regime_with_its_stated_changes():
+    from empirical.runner import config_key
+
+    # The header of regime_text_cpu.toml: regime.toml's [bert] table but for these settings.
+    changes = ["data.max_len=32", "wide_mult=2.0", "wide.steps=4000", "wide.eval_every=250",
+               "wide.lr=2e-3", "finetune.steps=4000", "finetune.lr=4e-3",
+               "finetune.eval_every=250", "scratch.steps=8000", "deeper.lr=2e-3"]
+    cpu = config_key(build_config("bert", "ours", "regime_text_cpu", [], seed=0))
+    assert cpu == config_key(build_config("bert", "ours", "regime", changes, seed=0))
+    with pytest.raises(UsageError, match=r"preset 'regime_text_cpu' has no \[resnet\] table"):
+        build_config("resnet", "ours", "regime_text_cpu")
+
+
 def test_regime_bottleneck_preset_is_its_committed_pilot():
     import json
     from pathlib import Path
