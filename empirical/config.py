@@ -197,6 +197,11 @@ class ImitationConfig:
     # read back by index (empirical/precompute.py): the same batches, without the wide
     # model's forward pass at every step. Image task and target "post" only.
     precompute: bool = False
+    # Tied-embedding masked-LM heads (BERT), which cannot be taken from the wide model: steps
+    # that train the thin head (hidden layer, its norm, output bias, final norm), the rest
+    # frozen, on the wide model's predicted distribution (empirical/head_imitation.py), after
+    # the blocks, with ``lr``, ``warmup`` and ``batch_size``; 0: only the output bias is copied.
+    head_steps: int = 0
 
     def validate(self, where: str = "imitate"):
         _check_choice(f"{where}.schedule", self.schedule, ("progressive", "simultaneous"))
@@ -209,7 +214,7 @@ class ImitationConfig:
         for name in ("steps_per_block", "steps", "batch_size", "lr", "log_every"):
             _check_positive(f"{where}.{name}", getattr(self, name))
         for name in ("weight_decay", "check_every", "stop_error", "stop_patience",
-                     "stop_min_delta", "bn_recalibration"):
+                     "stop_min_delta", "bn_recalibration", "head_steps"):
             _check_non_negative(f"{where}.{name}", getattr(self, name))
         if not 0.0 <= self.warmup < 1.0:
             raise UsageError(f"{where}.warmup must lie in [0, 1), got {self.warmup}")

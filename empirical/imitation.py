@@ -16,9 +16,10 @@ on the run (``run.connectors``) while the stage runs and are merged away at its 
 the thin model with exactly its own architecture. Before that, BatchNorm running statistics
 are re-estimated, every block's relative error is recorded with thin and teacher-forced
 inputs, and a linear output head is taken from the wide model where that is exact
-(:mod:`empirical.transfer`). Under several processes stage 2 averages gradients with one
-all-reduce per parameter (its forward passes stop part-way through the model, which DDP's
-bookkeeping does not allow).
+(:mod:`empirical.transfer`), or, for a masked-LM head tied to the embeddings, imitated
+(:mod:`empirical.head_imitation`, ``head_steps``). Under several processes stage 2 averages
+gradients with one all-reduce per parameter (its forward passes stop part-way through the
+model, which DDP's bookkeeping does not allow).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from empirical.config import ImitationConfig
 from empirical.connectors import Connectors, merge_error, remove_pairs
+from empirical.head_imitation import imitate_mlm_head
 from empirical.imitation_loss import (
     error_floors,
     imitation_forward,
@@ -85,7 +87,7 @@ def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
     for p in list(thin.parameters()) + list(run.connectors.parameters()):
         p.requires_grad_(True)
     thin.train()
-    return _finish(run, cfg, seed, names, all_names, phases) | {
+    return _finish(run, cfg, seed, names, all_names, phases, stage) | {
         "wall_s": time.perf_counter() - start}
 
 
@@ -151,7 +153,7 @@ def _train_phase(run: Run, cfg: ImitationConfig, stage: str, batches, all_names:
 
 
 def _finish(run: Run, cfg: ImitationConfig, seed: int, names: list[str],
-            all_names: list[str], phases: list[dict]) -> dict:
+            all_names: list[str], phases: list[dict], stage: str) -> dict:
     """The end of stage 2: BatchNorm statistics re-estimated, the block errors recorded, the
     output head taken over, the linear pairs merged away; the stage's record."""
     thin, wide, connectors, runtime = run.thin, run.wide, run.connectors, run.runtime
@@ -176,6 +178,10 @@ def _finish(run: Run, cfg: ImitationConfig, seed: int, names: list[str],
     n_pairs = len(connectors.pairs)
     remove_pairs(thin, connectors)
     run.connectors = None
+    if head == "own+wide-bias" and cfg.head_steps:  # a tied head: imitate it (see the module)
+        extra["head_imitation"] = imitate_mlm_head(run, cfg.head_steps, cfg.batch_size, cfg.lr,
+                                                   cfg.warmup, seed + 4, stage, cfg.log_every)
+        head += "+imitated"
     return {"schedule": cfg.schedule, "inputs": cfg.inputs, "lower_blocks": cfg.lower_blocks,
             "target": cfg.target, "normalize": cfg.normalize, "init": cfg.init, "blocks": names,
             "phases": phases, "block_errors": errors, **extra,

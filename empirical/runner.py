@@ -170,8 +170,8 @@ KEY_CLASS_NAMES = {"ImitationConfig(": "ImitateConfig("}
 # Settings added after the keys were fixed, left out of a key at their default (which keeps
 # the earlier behaviour), so that caches made before them stay valid: stage settings as they
 # are spelled in a stage's repr, shared settings as (table, field, default).
-KEY_LATER_DEFAULTS = (", precompute=False",)
-KEY_LATER_FIELDS = (("data", "downsample", 1),)
+KEY_LATER_DEFAULTS = (", precompute=False", ", head_steps=0")
+KEY_LATER_FIELDS = (("data", "downsample", 1), ("imitate", "head_steps", 0))
 
 
 def stage_key(key: dict, stages: list[Stage], final_role: str) -> str:

@@ -76,6 +76,17 @@ def test_regime_text_cpu_preset_is_the_text_regime_with_its_stated_changes():
         build_config("resnet", "ours", "regime_text_cpu")
 
 
+def test_regime_text_cpu_long_preset_is_the_cpu_text_regime_with_its_stated_changes():
+    from empirical.runner import config_key
+
+    # The header of regime_text_cpu_long.toml: regime_text_cpu.toml but for these settings.
+    changes = ["wide.steps=8000", "scratch.steps=16000", "finetune.steps=8000",
+               "imitate.steps_per_block=1000", "imitate.stop_patience=0",
+               "imitate.head_steps=500"]
+    long = config_key(build_config("bert", "ours", "regime_text_cpu_long", [], seed=0))
+    assert long == config_key(build_config("bert", "ours", "regime_text_cpu", changes, seed=0))
+
+
 def test_regime_bottleneck_preset_is_its_committed_pilot():
     import json
     from pathlib import Path
