@@ -207,6 +207,55 @@ def test_mlm_head_from_a_wider_teacher_reads_the_mapped_input(rescale, factor):
     assert torch.equal(thin.mlm_head[3].bias, wide.mlm_head[3].bias)
 
 
+def _tied_bert_stage2(head_steps: int):
+    cfg = fast_config("bert", extra=["model.tie_embeddings=true", 'model.norm="pre"',
+                                     "imitate.lr=0.01", f"imitate.head_steps={head_steps}",
+                                     "data.max_mlm_sequences=200"])
+    task = make_task(cfg)
+    torch.manual_seed(0)
+    thin, wide = task.build("thin"), task.build("wide")
+    run = Run(task, CPU, models={"thin": thin, "wide": wide})
+    return run, cfg, imitate(run, cfg.imitate, 0)
+
+
+def test_a_tied_mlm_head_is_imitated_only_when_asked():
+    run, _, record = _tied_bert_stage2(0)
+    assert record["head"] == "own+wide-bias" and "head_imitation" not in record
+    assert "head" not in [e["phase"] for e in run.ledger.entries]
+    run, cfg, record = _tied_bert_stage2(5)
+    assert record["head"] == "own+wide-bias+imitated"
+    head = record["head_imitation"]
+    assert head["steps"] == 5 and head["parameters"] > 0
+    entry = run.ledger.entries[-1]
+    assert entry["phase"] == "head" and entry["steps"] == 5 and entry["flops"] > 0
+    assert all(p.requires_grad for p in run.thin.parameters()) and run.thin.training
+
+
+def test_head_imitation_trains_the_head_alone_towards_the_wide_distribution():
+    from empirical.head_imitation import head_parameters, imitate_mlm_head
+
+    run, cfg, _ = _tied_bert_stage2(0)
+    thin, wide, task = run.thin, run.wide, run.task
+    trained = {id(p) for p in head_parameters(thin)}
+    assert id(thin.embeddings.token.weight) not in trained  # the tied output weight
+    assert thin.mlm_head[3].weight is thin.embeddings.token.weight
+    before = {n: p.detach().clone() for n, p in thin.named_parameters()}
+    batch = next(task.train_batches(64, torch.Generator().manual_seed(9)))
+
+    def kl():
+        thin.eval()
+        with torch.no_grad():
+            return float(task.kd_loss(task.forward(thin, batch), task.forward(wide, batch),
+                                      batch, 1.0))
+
+    start = kl()
+    imitate_mlm_head(run, 60, 16, 0.01, 0.1, seed=1, stage="imitate", log_every=10)
+    assert kl() < 0.8 * start
+    for name, p in thin.named_parameters():
+        moved = not torch.equal(p, before[name])
+        assert moved == (id(p) in trained), name
+
+
 @pytest.mark.slow  # a smoke test of a measurement script; `make slow-test` runs it
 def test_bert_head_measurement_quick_mode(tmp_path, monkeypatch):
     import importlib.util
