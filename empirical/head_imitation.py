@@ -66,6 +66,7 @@ def imitate_mlm_head(run: Run, steps: int, batch_size: int, lr: float, warmup: f
         if step == 0:
             flops_per_step = flops
     run.ledger.add(stage, "head", flops_per_step * runtime.world, steps)
+    runtime.note(f"{label}: {steps} steps, KL {log.last():.4f}")
     for p in thin.parameters():
         p.requires_grad_(True)
     thin.train()

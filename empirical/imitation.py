@@ -148,8 +148,12 @@ def _train_phase(run: Run, cfg: ImitationConfig, stage: str, batches, all_names:
             if rule.check(steps_run, error):
                 break
     run.ledger.add(stage, phase, flops_per_step * runtime.world, steps_run)
+    record = rule.record(steps_run, steps)
+    error = record.get("final_relative_error")
+    runtime.note(f"{label}: {steps_run}/{steps} steps" + (
+        "" if error is None else f", thin-mode relative error {error:.4f}"))
     return {"phase": phase, "blocks": loss_blocks, "steps": steps_run, "steps_cap": steps,
-            "final_loss": log.last(), "loss_curve": log.curve} | rule.record(steps_run, steps)
+            "final_loss": log.last(), "loss_curve": log.curve} | record
 
 
 def _finish(run: Run, cfg: ImitationConfig, seed: int, names: list[str],

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +83,17 @@ class Runtime:
         """tqdm's ``disable``: off when progress is not wanted, None (off unless a terminal)
         otherwise."""
         return None if self.progress else True
+
+    @property
+    def log_lines(self) -> bool:
+        """Plain progress lines on stderr (:meth:`note`): when progress is wanted and stderr is
+        not a terminal, where the bars are off (a log file of a run in the background)."""
+        return self.progress and not sys.stderr.isatty()
+
+    def note(self, text: str) -> None:
+        """One progress line, ``gowide: <text>``, when :attr:`log_lines` holds."""
+        if self.log_lines:
+            print(f"gowide: {text}", file=sys.stderr, flush=True)
 
     def describe(self) -> str:
         kind = str(self.device)

@@ -171,6 +171,9 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, runtime: Run
                 weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best = (scores[metric], steps_run, weights)
             bar.set_postfix_str(f"val {metric} {scores[metric]:.4f}")
+            runtime.note(f"{stage} step {steps_run}/{cfg.steps}: val {metric} "
+                         f"{scores[metric]:.4f} (best {best[0]:.4f} at step {best[1]}), "
+                         f"{time.perf_counter() - start:.0f} s")
             verdict = convergence(evaluations, metric, mode, cfg.patience, cfg.min_delta)
             if cfg.early_stop and verdict["converged"]:
                 break

@@ -10,7 +10,8 @@ own. Jobs are taken in seed order, so the first seeds finish first; at the deadl
 jobs are stopped, and the comparison covers the seeds 0..k-1 whose every method finished;
 a --late method is reported on the seeds where it finished.
 
-Every job is ``empirical.compare._run_seed`` in a child process (one torch thread), so the
+Every job is ``empirical.compare._run_seed`` in a child process (one torch thread; its log,
+``logs/seed<k>-<method>.log``, gets a progress line per validation and per stage-2 block), so the
 runs, their result files and the final ``compare.json`` are exactly those of ``gowide
 empirical compare`` with the same preset and options; a later ``gowide empirical compare``
 with the same --out reuses every finished run.
@@ -64,8 +65,9 @@ def child(args) -> int:
 
     torch.set_num_threads(1)
     fields = {"device": args.device, "threads": 1}
+    # progress on: its stderr is the job's log file, so no bars but a line per evaluation
     _run_seed(args.task, args.preset, args.seed, args.methods.split(","), Path(args.out),
-              list(args.set), fields, False, True)
+              list(args.set), fields, True, True)
     return 0
 
 

@@ -321,3 +321,22 @@ def test_precomputed_features_are_refused_where_they_cannot_apply():
         fast_config("bert", "ours", ["imitate.precompute=true"])
     with pytest.raises(UsageError, match="target"):
         fast_config("resnet", "ours", ["imitate.precompute=true", "imitate.target=pre"])
+
+
+def test_a_run_without_a_terminal_logs_a_line_per_evaluation_and_per_block(tmp_path, capsys):
+    cfg = fast_config("resnet", "ours", extra=["wide.eval_every=10"])
+    run(cfg, tmp_path / "lines", progress=True)  # pytest's stderr is not a terminal
+    lines = capsys.readouterr().err.splitlines()
+    evaluations = [x for x in lines if x.startswith("gowide: wide step ")]
+    assert [x.split(":")[1] for x in evaluations] == [" wide step 10/20", " wide step 20/20"]
+    assert all(" val accuracy " in x and "(best " in x for x in evaluations)
+    blocks = [x for x in lines if x.startswith("gowide: imitate[")]
+    assert len(blocks) == len(task_blocks(cfg)) and all("/4 steps" in x for x in blocks)
+    run(cfg, tmp_path / "quiet", progress=False)
+    assert "gowide: " not in capsys.readouterr().err
+
+
+def task_blocks(cfg) -> list[str]:
+    from empirical.tasks import make_task
+
+    return make_task(cfg).build("thin").block_names()
