@@ -10,7 +10,9 @@
    (:mod:`empirical.matching`);
 4. each stage is resumed, taken from the stage cache, or run (:func:`run_stage`) and its
    checkpoint written (``DIR/checkpoints/<i>-<stage>.pt``, atomically), all on one
-   :class:`~empirical.run.Run` that the stages share;
+   :class:`~empirical.run.Run` that the stages share; a supervised stage with validation
+   also saves its state at every validation (``<i>-<stage>.partial.pt``, removed when the
+   stage ends), which ``resume`` takes up (:class:`empirical.train.Partial`);
 5. the final model is evaluated (test split included) and ``DIR/model.pt`` (its weights) and
    ``DIR/result.json`` are written.
 
@@ -55,6 +57,7 @@ from empirical.run import Run
 from empirical.runtime import check_device, setup_runtime
 from empirical.stages import Stage, run_stage
 from empirical.tasks import make_task
+from empirical.train import Partial
 from gowide.atomic import write_json
 from gowide.provenance import provenance
 
@@ -234,7 +237,8 @@ def _train(current: Run, stage: Stage, i: int, stored: Stored) -> dict:
             current.model(role)
     seed = current.cfg.seed * 1000 + i + 1
     torch.manual_seed(seed)
-    record = run_stage(stage, current, seed)
+    partial = Partial(stored.path.with_name(f"{stored.path.stem}.partial.pt"), stored.cache_key)
+    record = run_stage(stage, current, seed, partial)
     record["eval"] = _evaluate(current.task_of(stage), current.models[stage.role], runtime)
     if runtime.is_main:
         payload = {"stage": stage.name, "index": i + 1, "config": config_key(current.cfg),
@@ -243,6 +247,7 @@ def _train(current: Run, stage: Stage, i: int, stored: Stored) -> dict:
         save_checkpoint(stored.path, payload)
         if stored.cached is not None:
             save_checkpoint(stored.cached, payload | {"cache_key": stored.cache_key})
+        partial.path.unlink(missing_ok=True)  # the stage's checkpoint supersedes it
     runtime.barrier()
     return record
 

@@ -27,7 +27,7 @@ from empirical.imitation import imitate
 from empirical.imitation_loss import relative_block_errors
 from empirical.run import Run
 from empirical.subsample import subsample_init
-from empirical.train import train_supervised
+from empirical.train import Partial, train_supervised
 from empirical.transfer import recalibrate_batchnorm
 
 
@@ -46,9 +46,11 @@ class Stage:
     teacher: str | None = None
 
 
-def run_stage(stage: Stage, run: Run, seed: int) -> dict:
+def run_stage(stage: Stage, run: Run, seed: int, partial: Partial | None = None) -> dict:
     """Run one stage on the run's models (which must already hold its roles); returns its
-    record and adds its FLOPs to ``run.ledger``."""
+    record and adds its FLOPs to ``run.ledger``. ``partial``: where a supervised stage saves
+    its state at each validation and takes it up after an interruption
+    (:class:`empirical.train.Partial`)."""
     model = run.models[stage.role]
     teacher = run.models.get(stage.teacher) if stage.teacher else None
     task, runtime = run.task_of(stage), run.runtime
@@ -58,7 +60,7 @@ def run_stage(stage: Stage, run: Run, seed: int) -> dict:
         return linear_probe(model, task, runtime.device, run.ledger, stage.name)
     if stage.kind in ("wide", "finetune"):
         return train_supervised(model, task, stage.config, runtime, stage.name, seed,
-                                run.ledger, teacher=teacher)
+                                run.ledger, teacher=teacher, partial=partial)
     if stage.kind == "subsample":
         return _subsample(run, stage.config, seed)
     if stage.kind == "imitate":

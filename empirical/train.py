@@ -5,13 +5,22 @@ loss logs, divergence checks. The device and processes are the run's
 * Validation: with ``eval_every`` > 0 the supervised loop evaluates the validation split,
   keeps the best weights and records the convergence rule (:func:`convergence`).
 * Divergence: a non-finite loss stops the run with :class:`Diverged`, naming stage and
-  step; checkpoints are written only after a stage completes, so the last good one stays.
+  step; stage checkpoints are written only after a stage completes, so the last good one
+  stays.
+* Interruptions: with a :class:`Partial`, the loop's whole state (weights, optimizer and
+  schedule, evaluations, best weights, loss log, random state) is saved at every validation,
+  and a later call with the same partial file and key carries on from the last one as if
+  never stopped (the batches before it are drawn again and skipped); a missing, damaged or
+  foreign file starts the stage from its first step.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -110,9 +119,62 @@ def convergence(evaluations: list[dict], metric: str, mode: str, patience: int,
                   "best_in_window": sign * window, "gain_in_window": gain}
 
 
+@dataclass(frozen=True)
+class Partial:
+    """Where a supervised stage saves its state at each validation (``path``), and the key
+    that state must carry to be taken up again (the stage's cache key: configuration, seed
+    and the stages before it)."""
+
+    path: Path
+    key: str
+
+    def load(self, stage: str, model: nn.Module, steps: int) -> dict | None:
+        """The saved state of ``stage`` for ``model`` (a stage of ``steps`` steps), or None:
+        none saved, another stage's or key's, or damaged (one line on stderr)."""
+        from empirical.checkpoints import BadCheckpoint, load_checkpoint
+
+        if not self.path.is_file():
+            return None
+        try:
+            state = load_checkpoint(self.path)
+            if state.get("stage") != stage or state.get("key") != self.key:
+                return None
+            _check_partial(state, model, steps)
+        except BadCheckpoint as exc:
+            print(f"gowide: warning: {exc}; stage {stage!r} starts from its first step",
+                  file=sys.stderr)
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        from empirical.checkpoints import save_checkpoint
+
+        save_checkpoint(self.path, state | {"key": self.key})
+
+
+def _check_partial(state: dict, model: nn.Module, steps: int) -> None:
+    """BadCheckpoint unless ``state`` fits ``model`` and a stage of ``steps`` steps."""
+    from empirical.checkpoints import BadCheckpoint
+
+    def fits(weights) -> bool:
+        own = model.state_dict()
+        return (isinstance(weights, dict) and weights.keys() == own.keys()
+                and all(isinstance(weights[k], torch.Tensor) and weights[k].shape == v.shape
+                        and weights[k].dtype == v.dtype for k, v in own.items()))
+
+    n = state.get("steps_run")
+    if not (isinstance(n, int) and 0 < n < steps and fits(state.get("model"))
+            and fits(state.get("best_weights")) and isinstance(state.get("evaluations"), list)
+            and all(isinstance(e, dict) for e in state["evaluations"])
+            and isinstance(state.get("optimizer"), dict)
+            and isinstance(state.get("schedule"), dict)
+            and isinstance(state.get("rng"), torch.Tensor)):
+        raise BadCheckpoint("the saved state of the stage does not fit this run")
+
+
 def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, runtime: Runtime,
                      stage: str, seed: int, ledger: ComputeLedger,
-                     teacher: nn.Module | None = None) -> dict:
+                     teacher: nn.Module | None = None, partial: Partial | None = None) -> dict:
     """Train ``model`` on the task's labels (and KD from ``teacher`` if ``cfg.kd_weight`` > 0).
 
     With ``cfg.eval_every`` > 0 the validation split is evaluated every ``eval_every`` steps
@@ -120,7 +182,8 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, runtime: Run
     (``task.monitor``) are kept in memory and restored at the end when ``cfg.select`` is
     ``best``; the convergence rule of :func:`convergence` is recorded, and ends the stage
     early with ``cfg.early_stop``. Under several processes every process evaluates, and the
-    mean of their values decides, so all of them stop and select alike."""
+    mean of their values decides, so all of them stop and select alike. ``partial``: save the
+    loop's state at every validation, and take it up from there (module docstring)."""
     start = time.perf_counter()
     model.train()
     use_kd = teacher is not None and cfg.kd_weight > 0
@@ -138,8 +201,27 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, runtime: Run
     best = None  # (value, step, weights)
     flops_per_step, steps_run = 0, 0
     verdict = None
+    resumed = (partial.load(stage, model, cfg.steps) if partial is not None and cfg.eval_every
+               else None)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        sched.load_state_dict(resumed["schedule"])
+        torch.set_rng_state(resumed["rng"])
+        if runtime.device.type == "cuda":
+            torch.cuda.set_rng_state(resumed["rng_cuda"], runtime.device)
+        steps_run, flops_per_step = resumed["steps_run"], resumed["flops_per_step"]
+        evaluations = resumed["evaluations"]
+        best = (resumed["best_value"], resumed["best_step"], resumed["best_weights"])
+        log.curve, log._buf = resumed["log_curve"], resumed["log_buffer"]
+        start -= resumed["wall_s"]
+        verdict = convergence(evaluations, metric, mode, cfg.patience, cfg.min_delta)
+        for _ in range(steps_run):  # the batches already trained on, drawn again
+            next(batches)
+        runtime.note(f"{stage} resumed at step {steps_run}/{cfg.steps}")
 
-    bar = tqdm(range(cfg.steps), desc=stage, disable=runtime.quiet_bars, leave=False)
+    bar = tqdm(range(steps_run, cfg.steps), desc=stage, disable=runtime.quiet_bars,
+               leave=False, initial=steps_run, total=cfg.steps)
     for step in bar:
         batch = to_device(next(batches), runtime.device)
 
@@ -177,6 +259,17 @@ def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, runtime: Run
             verdict = convergence(evaluations, metric, mode, cfg.patience, cfg.min_delta)
             if cfg.early_stop and verdict["converged"]:
                 break
+            if partial is not None and runtime.is_main and steps_run < cfg.steps:
+                partial.save({"stage": stage, "steps_run": steps_run,
+                              "flops_per_step": flops_per_step, "model": model.state_dict(),
+                              "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                              "rng": torch.get_rng_state(), "evaluations": evaluations,
+                              "rng_cuda": (torch.cuda.get_rng_state(runtime.device)
+                                           if runtime.device.type == "cuda" else None),
+                              "best_value": best[0], "best_step": best[1],
+                              "best_weights": best[2], "log_curve": log.curve,
+                              "log_buffer": log._buf,
+                              "wall_s": time.perf_counter() - start})
     ledger.add(stage, "train", flops_per_step * runtime.world, steps_run)
     record = {"steps": steps_run, "steps_cap": cfg.steps, "final_loss": log.last(),
               "loss_curve": log.curve, "kd": use_kd}

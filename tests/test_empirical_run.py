@@ -340,3 +340,96 @@ def task_blocks(cfg) -> list[str]:
     from empirical.tasks import make_task
 
     return make_task(cfg).build("thin").block_names()
+
+
+@pytest.mark.parametrize("task,method,stage,cut,extra", [
+    ("resnet", "ours", "finetune", 7, ["wide.eval_every=5", "finetune.eval_every=5"]),
+    ("bert", "scratch", "scratch", 3, ["scratch.eval_every=2", "finetune.eval_every=2"]),
+    ("resnet", "scratch", "scratch", 3, ["finetune.eval_every=5"]),  # before any validation
+])
+def test_a_stage_interrupted_between_validations_resumes_as_if_never_stopped(
+        tmp_path, monkeypatch, task, method, stage, cut, extra):
+    from empirical import train
+
+    cfg = fast_config(task, method, extra=extra)
+    whole = run(cfg, tmp_path / "whole", progress=False)
+    real_step, calls = train.optimizer_step, []
+
+    def interrupted(one_step, step, opt, sched, log, runtime, label, average=()):
+        if label == stage and step == cut:
+            calls.append(step)
+            raise KeyboardInterrupt
+        return real_step(one_step, step, opt, sched, log, runtime, label, average)
+
+    monkeypatch.setattr(train, "optimizer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", progress=False)
+    partials = list((tmp_path / "cut/checkpoints").glob("*.partial.pt"))
+    assert calls == [cut] and len(partials) == (cut > 5 or task == "bert")
+    steps = []
+
+    def counted(one_step, step, opt, sched, log, runtime, label, average=()):
+        steps.append((label, step))
+        return real_step(one_step, step, opt, sched, log, runtime, label, average)
+
+    monkeypatch.setattr(train, "optimizer_step", counted)
+    again = run(cfg, tmp_path / "cut", resume=True, progress=False)
+    every = 2 if task == "bert" else 5  # taken up at the last validation before the cut
+    first = min(s for label, s in steps if label == stage)
+    assert first == (cut // every) * every
+    assert {label for label, _ in steps} <= {stage, "downstream"}  # the stages before: resumed
+    assert not list((tmp_path / "cut/checkpoints").glob("*.partial.pt"))
+    assert again["metrics"] == whole["metrics"]
+    assert again["compute"]["entries"] == whole["compute"]["entries"]
+    for name, record in whole["stages"].items():
+        assert again["stages"][name].get("evaluations") == record.get("evaluations"), name
+        for key in ("final_loss", "loss_curve", "convergence"):
+            assert again["stages"][name].get(key) == record.get(key), (name, key)
+    a = torch.load(tmp_path / "cut/model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "whole/model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "misfit"])
+def test_a_damaged_or_foreign_partial_state_starts_its_stage_over(tmp_path, monkeypatch,
+                                                                  capsys, damage):
+    from empirical import train
+
+    cfg = fast_config("resnet", "scratch", extra=["finetune.eval_every=5"])
+    whole = run(cfg, tmp_path / "whole", progress=False)
+    real_step = train.optimizer_step
+
+    def interrupted(one_step, step, *args, **kwargs):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real_step(one_step, step, *args, **kwargs)
+
+    monkeypatch.setattr(train, "optimizer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", progress=False)
+    (path,) = (tmp_path / "cut/checkpoints").glob("*.partial.pt")
+    if damage == "garbage":
+        path.write_bytes(b"not a checkpoint")
+    else:  # intact, but saved under another stage key, or not fitting the model
+        from empirical.checkpoints import load_checkpoint
+
+        state = load_checkpoint(path)
+        key = state.pop("key")
+        assert state["steps_run"] == 5
+        if damage == "foreign":
+            train.Partial(path, "another key").save(state)
+        else:
+            first = next(iter(state["model"]))
+            state["model"][first] = torch.zeros(3)
+            train.Partial(path, key).save(state)
+    capsys.readouterr()
+    steps = []
+    monkeypatch.setattr(train, "optimizer_step", lambda one_step, step, *a, **k: (
+        steps.append(step), real_step(one_step, step, *a, **k))[1])
+    again = run(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert min(steps) == 0 and again["metrics"] == whole["metrics"]
+    err = capsys.readouterr().err.strip()
+    if damage != "foreign":
+        assert "starts from its first step" in err and "\n" not in err
+    else:
+        assert err == ""
