@@ -21,9 +21,11 @@ import hashlib
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from empirical.runtime import Runtime
 from empirical.stages import Stage
@@ -185,15 +187,65 @@ def check_stage(payload, stage: Stage, index: int, models: dict, cache_key: str 
         names = sorted(map(str, held)) if isinstance(held, dict) else type(held).__name__
         raise ValueError(f"it holds the models {names}, not {sorted(models)}")
     for role, expected in models.items():
-        sd = held[role]
-        if not isinstance(sd, dict) or set(sd) != set(expected):
-            raise ValueError(f"the {role} model's parameters are not those of this run")
-        for name, (dtype, shape) in expected.items():
-            t = sd[name]
-            if not isinstance(t, torch.Tensor) or t.dtype != dtype or tuple(t.shape) != shape:
-                got = (f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor)
-                       else type(t).__name__)
-                raise ValueError(f"{role}.{name} is {got}, this run expects {dtype} {shape}")
+        check_weights(held[role], expected, role)
+
+
+def check_weights(sd, expected: dict, role: str) -> None:
+    """ValueError unless ``sd`` holds exactly the tensors of ``expected`` ({parameter or
+    buffer name: (dtype, shape)}) with those dtypes and shapes."""
+    if not isinstance(sd, dict) or set(sd) != set(expected):
+        raise ValueError(f"the {role} model's parameters are not those of this run")
+    for name, (dtype, shape) in expected.items():
+        t = sd[name]
+        if not isinstance(t, torch.Tensor) or t.dtype != dtype or tuple(t.shape) != shape:
+            got = (f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor)
+                   else type(t).__name__)
+            raise ValueError(f"{role}.{name} is {got}, this run expects {dtype} {shape}")
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Where a supervised stage saves its state at each validation (``path``), and the key
+    that state must carry to be taken up again (the stage's cache key: configuration, seed
+    and the stages before it); :func:`empirical.train.train_supervised` uses it."""
+
+    path: Path
+    key: str
+
+    def load(self, stage: str, model: nn.Module, steps: int) -> dict | None:
+        """The saved state of ``stage`` for ``model`` (a stage of ``steps`` steps), or None:
+        none saved, another stage's or key's, or damaged or not fitting (one line on
+        stderr)."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = load_checkpoint(self.path)
+            if state.get("stage") != stage or state.get("key") != self.key:
+                return None
+            _check_partial(state, model, steps)
+        except (BadCheckpoint, ValueError) as exc:
+            print(f"gowide: warning: {exc}; stage {stage!r} starts from its first step",
+                  file=sys.stderr)
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        save_checkpoint(self.path, state | {"key": self.key})
+
+
+def _check_partial(state: dict, model: nn.Module, steps: int) -> None:
+    """ValueError unless ``state`` fits ``model`` and a stage of ``steps`` steps."""
+    expected = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
+    n = state.get("steps_run")
+    if not (isinstance(n, int) and 0 < n < steps and isinstance(state.get("evaluations"), list)
+            and all(isinstance(e, dict) for e in state["evaluations"])
+            and isinstance(state.get("optimizer"), dict)
+            and isinstance(state.get("schedule"), dict)
+            and isinstance(state.get("rng"), torch.Tensor)):
+        raise ValueError(f"{state.get('stage')!r}: the saved state of the stage does not fit "
+                         "this run")
+    check_weights(state.get("model"), expected, "saved")
+    check_weights(state.get("best_weights"), expected, "best saved")
 
 
 def read_stage(path: Path, runtime: Runtime, stage: Stage, index: int, models: dict,

@@ -12,7 +12,7 @@
    checkpoint written (``DIR/checkpoints/<i>-<stage>.pt``, atomically), all on one
    :class:`~empirical.run.Run` that the stages share; a supervised stage with validation
    also saves its state at every validation (``<i>-<stage>.partial.pt``, removed when the
-   stage ends), which ``resume`` takes up (:class:`empirical.train.Partial`);
+   stage ends), which ``resume`` takes up (:class:`empirical.checkpoints.Partial`);
 5. the final model is evaluated (test split included) and ``DIR/model.pt`` (its weights) and
    ``DIR/result.json`` are written.
 
@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 from empirical.checkpoints import (
+    Partial,
     expected_models,
     read_stage,
     resumable,
@@ -57,7 +58,6 @@ from empirical.run import Run
 from empirical.runtime import check_device, setup_runtime
 from empirical.stages import Stage, run_stage
 from empirical.tasks import make_task
-from empirical.train import Partial
 from gowide.atomic import write_json
 from gowide.provenance import provenance
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from empirical.config import ImitationConfig, SupervisedConfig
 from empirical.connectors import Connectors
@@ -27,8 +28,11 @@ from empirical.imitation import imitate
 from empirical.imitation_loss import relative_block_errors
 from empirical.run import Run
 from empirical.subsample import subsample_init
-from empirical.train import Partial, train_supervised
+from empirical.train import train_supervised
 from empirical.transfer import recalibrate_batchnorm
+
+if TYPE_CHECKING:  # checkpoints imports this module
+    from empirical.checkpoints import Partial
 
 
 @dataclass
@@ -50,7 +54,7 @@ def run_stage(stage: Stage, run: Run, seed: int, partial: Partial | None = None)
     """Run one stage on the run's models (which must already hold its roles); returns its
     record and adds its FLOPs to ``run.ledger``. ``partial``: where a supervised stage saves
     its state at each validation and takes it up after an interruption
-    (:class:`empirical.train.Partial`)."""
+    (:class:`empirical.checkpoints.Partial`)."""
     model = run.models[stage.role]
     teacher = run.models.get(stage.teacher) if stage.teacher else None
     task, runtime = run.task_of(stage), run.runtime

@@ -7,20 +7,18 @@ loss logs, divergence checks. The device and processes are the run's
 * Divergence: a non-finite loss stops the run with :class:`Diverged`, naming stage and
   step; stage checkpoints are written only after a stage completes, so the last good one
   stays.
-* Interruptions: with a :class:`Partial`, the loop's whole state (weights, optimizer and
-  schedule, evaluations, best weights, loss log, random state) is saved at every validation,
-  and a later call with the same partial file and key carries on from the last one as if
-  never stopped (the batches before it are drawn again and skipped); a missing, damaged or
-  foreign file starts the stage from its first step.
+* Interruptions: with a :class:`~empirical.checkpoints.Partial`, the loop's whole state
+  (weights, optimizer and schedule, evaluations, best weights, loss log, random state) is
+  saved at every validation, and a later call with the same partial file and key carries on
+  from the last one as if never stopped (the batches before it are drawn again and
+  skipped); a missing, damaged or foreign file starts the stage from its first step.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -29,6 +27,9 @@ from tqdm import tqdm
 from empirical.config import SupervisedConfig
 from empirical.flops import ComputeLedger, count_flops
 from empirical.runtime import Runtime, to_device
+
+if TYPE_CHECKING:  # checkpoints imports stages, which imports this module
+    from empirical.checkpoints import Partial
 
 
 class Diverged(RuntimeError):
@@ -117,59 +118,6 @@ def convergence(evaluations: list[dict], metric: str, mode: str, patience: int,
     gain = window - before  # in the direction of "better"
     return out | {"converged": bool(gain <= min_delta), "best_before_window": sign * before,
                   "best_in_window": sign * window, "gain_in_window": gain}
-
-
-@dataclass(frozen=True)
-class Partial:
-    """Where a supervised stage saves its state at each validation (``path``), and the key
-    that state must carry to be taken up again (the stage's cache key: configuration, seed
-    and the stages before it)."""
-
-    path: Path
-    key: str
-
-    def load(self, stage: str, model: nn.Module, steps: int) -> dict | None:
-        """The saved state of ``stage`` for ``model`` (a stage of ``steps`` steps), or None:
-        none saved, another stage's or key's, or damaged (one line on stderr)."""
-        from empirical.checkpoints import BadCheckpoint, load_checkpoint
-
-        if not self.path.is_file():
-            return None
-        try:
-            state = load_checkpoint(self.path)
-            if state.get("stage") != stage or state.get("key") != self.key:
-                return None
-            _check_partial(state, model, steps)
-        except BadCheckpoint as exc:
-            print(f"gowide: warning: {exc}; stage {stage!r} starts from its first step",
-                  file=sys.stderr)
-            return None
-        return state
-
-    def save(self, state: dict) -> None:
-        from empirical.checkpoints import save_checkpoint
-
-        save_checkpoint(self.path, state | {"key": self.key})
-
-
-def _check_partial(state: dict, model: nn.Module, steps: int) -> None:
-    """BadCheckpoint unless ``state`` fits ``model`` and a stage of ``steps`` steps."""
-    from empirical.checkpoints import BadCheckpoint
-
-    def fits(weights) -> bool:
-        own = model.state_dict()
-        return (isinstance(weights, dict) and weights.keys() == own.keys()
-                and all(isinstance(weights[k], torch.Tensor) and weights[k].shape == v.shape
-                        and weights[k].dtype == v.dtype for k, v in own.items()))
-
-    n = state.get("steps_run")
-    if not (isinstance(n, int) and 0 < n < steps and fits(state.get("model"))
-            and fits(state.get("best_weights")) and isinstance(state.get("evaluations"), list)
-            and all(isinstance(e, dict) for e in state["evaluations"])
-            and isinstance(state.get("optimizer"), dict)
-            and isinstance(state.get("schedule"), dict)
-            and isinstance(state.get("rng"), torch.Tensor)):
-        raise BadCheckpoint("the saved state of the stage does not fit this run")
 
 
 def train_supervised(model: nn.Module, task, cfg: SupervisedConfig, runtime: Runtime,

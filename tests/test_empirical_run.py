@@ -411,17 +411,17 @@ def test_a_damaged_or_foreign_partial_state_starts_its_stage_over(tmp_path, monk
     if damage == "garbage":
         path.write_bytes(b"not a checkpoint")
     else:  # intact, but saved under another stage key, or not fitting the model
-        from empirical.checkpoints import load_checkpoint
+        from empirical.checkpoints import Partial, load_checkpoint
 
         state = load_checkpoint(path)
         key = state.pop("key")
         assert state["steps_run"] == 5
         if damage == "foreign":
-            train.Partial(path, "another key").save(state)
+            Partial(path, "another key").save(state)
         else:
             first = next(iter(state["model"]))
             state["model"][first] = torch.zeros(3)
-            train.Partial(path, key).save(state)
+            Partial(path, key).save(state)
     capsys.readouterr()
     steps = []
     monkeypatch.setattr(train, "optimizer_step", lambda one_step, step, *a, **k: (
