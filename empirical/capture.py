@@ -74,8 +74,9 @@ def resolve_block(model: nn.Module, name: str) -> nn.Module:
 
 
 def pre_activation_module(block: nn.Module) -> nn.Module | None:
-    """The block's final activation (a direct submodule named ``final_act``), if it has one:
-    its input is the block's pre-activation output."""
+    """The block's final activation (a submodule named ``final_act``: a ResNet block's last
+    ReLU, the layer norm of a BERT embeddings block), if it has one: its input is the
+    block's pre-activation output."""
     act = getattr(block, "final_act", None)
     return act if isinstance(act, nn.Module) else None
 
@@ -111,9 +112,9 @@ class FeatureCapture(_HookSet):
     ``detach=True`` stores detached outputs (for a teacher). ``stop_after`` ends the forward pass
     right after that block has run (the rest of the model is not evaluated); the exception used
     for it is caught by :meth:`run`. ``pre_activation=True`` records, for a block that ends
-    with a ``final_act`` submodule (the ResNet blocks' last ReLU), the input of that
-    activation instead of the block's output; a block without one (a post-LN transformer
-    layer, whose output is a layer norm's) gives its output either way.
+    with a ``final_act`` submodule (the ResNet blocks' last ReLU, the BERT embeddings' layer
+    norm), the input of that activation instead of the block's output; a block without one
+    (a transformer layer) gives its output either way.
     """
 
     def __init__(self, model: nn.Module, names: Iterable[str], detach: bool = False,

@@ -36,6 +36,7 @@ from empirical.connectors import Connectors, merge_error, remove_pairs
 from empirical.head_imitation import imitate_mlm_head
 from empirical.imitation_loss import (
     error_floors,
+    feature_var,
     imitation_forward,
     imitation_loss,
     relative_block_errors,
@@ -196,11 +197,22 @@ def _finish(run: Run, cfg: ImitationConfig, seed: int, names: list[str],
 def imitation_step(run: Run, batch, loss_blocks: list[str], cfg: ImitationConfig, opt,
                    z: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Forward and backward pass of one stage-2 step (the optimizer step is the caller's);
-    returns the loss, the mean of the per-block imitation losses."""
+    returns the loss, the mean of the per-block imitation losses (a block imitated on both
+    sides of its final module: the sum of the two, each relative to its target's variance)."""
     mapped, z = imitation_forward(run, batch, loss_blocks, cfg.inputs, z, cfg.target)
-    per_block = {b: imitation_loss(mapped[b], z[b], run.thin.feature_dim, cfg.normalize)
-                 for b in loss_blocks}
-    loss = torch.stack(list(per_block.values())).mean()
+    dim = run.thin.feature_dim
+    per_block = []
+    for b in loss_blocks:
+        if f"{b}:out" not in mapped:
+            per_block.append(imitation_loss(mapped[b], z[b], dim, cfg.normalize))
+            continue
+        # both sides of a learned final module (learned_final_modules): each term relative to
+        # its target's variance (already so with normalize), so neither scale drowns the other
+        per_block.append(sum(
+            imitation_loss(mapped[k], z[k], dim, cfg.normalize) / (
+                1.0 if cfg.normalize else feature_var(z[k].float(), dim).mean().clamp_min(1e-12))
+            for k in (b, f"{b}:out")))
+    loss = torch.stack(per_block).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     return loss

@@ -10,7 +10,9 @@ agree; ``connectors.py``)::
 returns both sides: the thin block reads the thin network's own state (``inputs = "thin"``,
 passed through ``Q_{l-1}·P_{l-1}``) or the wide one's (``"teacher"``, teacher-forced:
 ``Q_{l-1} z_{l-1}``); forward passes stop at the highest block in the loss; the output is
-taken after the block's final ReLU (``target = "post"``) or before it (``"pre"``).
+taken after the block's final ReLU (``target = "post"``) or before it (``"pre"``). A block
+whose final module has parameters (a BERT embeddings block's layer norm) is imitated on both
+sides of it under ``"pre"``, its loss the sum of the two (:func:`learned_final_modules`).
 
 The error of a block (:func:`relative_error`, per-feature centred) and the least error a
 narrower interface allows (:func:`error_floor`) are measured on a fixed validation batch
@@ -25,7 +27,14 @@ import contextlib
 import torch
 from torch import nn
 
-from empirical.capture import FeatureCapture, InputOverride, block_names, unwrap
+from empirical.capture import (
+    FeatureCapture,
+    InputOverride,
+    block_names,
+    pre_activation_module,
+    resolve_block,
+    unwrap,
+)
 from empirical.run import Run
 from empirical.runtime import Runtime, to_device
 from gowide.errors import UsageError
@@ -111,9 +120,10 @@ def imitation_forward(run: Run, batch, loss_blocks: list[str], inputs: str,
     pred = _predecessors(thin)
     last = loss_blocks[-1]
     pre = target == "pre"
+    both = learned_final_modules(thin, loss_blocks) if pre else []
     if z is None:
         forced = [pred[b] for b in loss_blocks if pred[b] is not None and inputs == "teacher"]
-        wide_needed = list(dict.fromkeys(forced + ([] if pre else loss_blocks)))
+        wide_needed = list(dict.fromkeys(forced + (both if pre else loss_blocks)))
         z = teacher_outputs(wide, task, batch, wide_needed, run.runtime, stop_after=last,
                             pre_names=loss_blocks if pre else ())
     elif pre:
@@ -126,6 +136,8 @@ def imitation_forward(run: Run, batch, loss_blocks: list[str], inputs: str,
             if p is not None:
                 overrides[b] = lambda p=p: connectors.to_thin(p, z[p])
     with contextlib.ExitStack() as stack, run.runtime.autocast():
+        # entered first, so that its hooks run before the stop after the last block
+        out = stack.enter_context(FeatureCapture(thin, both))
         tc = stack.enter_context(FeatureCapture(thin, loss_blocks, stop_after=last,
                                                 pre_activation=pre))
         if inputs == "thin":
@@ -133,7 +145,18 @@ def imitation_forward(run: Run, batch, loss_blocks: list[str], inputs: str,
         stack.enter_context(InputOverride(thin, overrides))
         tc.run(task.forward, thin, batch)
     mapped = {b: connectors.to_wide(b, tc.outputs[b]) for b in loss_blocks}
-    return mapped, ({b: z[f"{b}:pre"] for b in loss_blocks} if pre else z)
+    if not pre:
+        return mapped, z
+    mapped |= {f"{b}:out": connectors.to_wide(b, out.outputs[b]) for b in both}
+    return mapped, {b: z[f"{b}:pre"] for b in loss_blocks} | {f"{b}:out": z[b] for b in both}
+
+
+def learned_final_modules(model: nn.Module, names: list[str]) -> list[str]:
+    """The blocks among ``names`` whose final module has parameters (the layer norm of a BERT
+    embeddings block): with the pre-activation target, their output after that module is
+    imitated too (under ``"<name>:out"``), or its parameters would get no gradient."""
+    finals = {b: pre_activation_module(resolve_block(model, b)) for b in names}
+    return [b for b, m in finals.items() if m is not None and list(m.parameters())]
 
 
 @contextlib.contextmanager

@@ -81,6 +81,63 @@ def test_pre_activation_imitation_loss_is_zero_when_student_equals_teacher(input
         assert (z[n] < 0).any()  # pre-activation values, not the ReLU's output
 
 
+def _tied_bert(seed: int):
+    from empirical.models.bert import Bert, BertConfig
+
+    torch.manual_seed(seed)
+    return Bert(BertConfig(vocab_size=50, max_len=12, layers=2, hidden=16, ffn=32, heads=2,
+                           norm="pre", tie_embeddings=True)).eval()
+
+
+def test_bert_pre_target_is_the_embedding_sum_before_its_norm():
+    from empirical_helpers import bert_batch, bert_forward
+
+    model = _tied_bert(0)
+    batch = bert_batch()
+    names = model.block_names()
+    with FeatureCapture(model, names) as post, FeatureCapture(model, names,
+                                                              pre_activation=True) as pre:
+        bert_forward(model, batch)
+    ids = batch["input_ids"]
+    emb = model.embeddings
+    torch.testing.assert_close(pre.outputs["embeddings"],
+                               emb.token(ids) + emb.position(torch.arange(ids.shape[1])))
+    torch.testing.assert_close(emb.norm(pre.outputs["embeddings"]), post.outputs["embeddings"])
+    for n in names[1:]:  # encoder layers: no final activation, the same output either way
+        assert torch.equal(pre.outputs[n], post.outputs[n])
+
+
+def test_only_the_pre_target_sees_token_embeddings_moved_along_the_ones_direction():
+    """Each token's embedding moved along the all-ones direction: the layer norm removes it,
+    so every post-norm block output is unchanged, but the tied output layer reads the raw
+    embeddings and the masked-LM distribution changes; the pre target sees the difference."""
+    from empirical_helpers import bert_batch, bert_forward
+
+    teacher = _tied_bert(0)
+    with torch.no_grad():  # a trained head's norm has a bias: its output is not centred
+        teacher.mlm_head[2].bias.normal_()
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        student.embeddings.token.weight += torch.randn(50, 1) * torch.ones(1, 16)
+    names = teacher.block_names()
+    run = Run(_Task(bert_forward), CPU, models={"thin": student, "wide": teacher},
+              connectors=Connectors(student, teacher, names))
+    batch = bert_batch()
+    for target, moved in (("post", False), ("pre", True)):
+        with torch.no_grad():
+            mapped, z = imitation_forward(run, batch, names, "thin", target=target)
+        errors = [relative_error(mapped[n], z[n], -1) for n in names]
+        assert (errors[0] > 0.1) == moved and max(errors[1:]) < 1e-5, (target, errors)
+        # under "pre" the layer norm's output is imitated too (its gain and bias learn)
+        assert set(mapped) == set(z) == set(names) | ({"embeddings:out"} if moved else set())
+    assert relative_error(mapped["embeddings:out"], z["embeddings:out"], -1) < 1e-5
+    with torch.no_grad():
+        kl = torch.nn.functional.kl_div(bert_forward(student, batch).log_softmax(-1),
+                                        bert_forward(teacher, batch).log_softmax(-1),
+                                        log_target=True, reduction="batchmean")
+    assert kl > 0.01
+
+
 def test_stopping_rule_stops_at_the_target_or_on_a_plateau():
     rule = StoppingRule(ImitationConfig(check_every=5, stop_error=0.05, stop_patience=3))
     assert [rule.check(5 * i, e) for i, e in enumerate([0.5, 0.2, 0.1, 0.04], 1)] == [
@@ -216,6 +273,25 @@ def _tied_bert_stage2(head_steps: int):
     thin, wide = task.build("thin"), task.build("wide")
     run = Run(task, CPU, models={"thin": thin, "wide": wide})
     return run, cfg, imitate(run, cfg.imitate, 0)
+
+
+def test_pre_target_trains_the_embeddings_norm_from_its_output():
+    cfg = fast_config("bert", extra=["model.tie_embeddings=true", 'model.norm="pre"',
+                                     "imitate.lr=0.01", 'imitate.target="pre"',
+                                     "imitate.blocks=[\"embeddings\"]",
+                                     "data.max_mlm_sequences=200"])
+    task = make_task(cfg)
+    torch.manual_seed(0)
+    thin, wide = task.build("thin"), task.build("wide")
+    with torch.no_grad():  # a trained teacher's norm is not the identity
+        wide.embeddings.norm.weight.uniform_(0.5, 1.5)
+        wide.embeddings.norm.bias.normal_(0, 0.5)
+    norm = {k: v.clone() for k, v in thin.embeddings.norm.state_dict().items()}
+    run = Run(task, CPU, models={"thin": thin, "wide": wide})
+    record = imitate(run, cfg.imitate, 0)
+    for k, v in thin.embeddings.norm.state_dict().items():
+        assert not torch.equal(v, norm[k]), k
+    assert set(record["post_activation_block_errors"]["thin"]) == {"embeddings"}
 
 
 def test_a_tied_mlm_head_is_imitated_only_when_asked():

@@ -20,7 +20,11 @@ Named blocks, shared by every member of a family: ``embeddings``, ``layers.0`` .
 ``layers.{n-1}``. The heads are not imitated blocks.
 
 The final layer norm of ``norm = "pre"`` (``final_norm``) is not part of any block: the block
-``layers.{n-1}`` outputs the residual stream before it.
+``layers.{n-1}`` outputs the residual stream before it. Stage 2's pre-activation target
+(``imitate.target = "pre"``) changes the ``embeddings`` block alone: it is imitated on the sum
+of token and position embeddings before its layer norm and on the norm's output
+(``Embeddings.final_act``); the encoder layers have no final activation, so both targets are
+their output.
 
 Not held here: next-sentence prediction, token-type embeddings.
 """
@@ -81,6 +85,17 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(c.max_len, c.hidden_size)
         self.norm = nn.LayerNorm(c.hidden_size)
         self.dropout = nn.Dropout(c.dropout)
+
+    @property
+    def final_act(self) -> nn.Module:
+        """The layer norm, under the name stage 2 looks for (``empirical.capture``): with
+        ``imitate.target = "pre"`` the block is imitated on its input, the sum of token and
+        position embeddings, as well as on its output (the norm has parameters to learn;
+        ``imitation_loss.learned_final_modules``). The layer norm's output alone leaves each
+        token's embedding free along the all-ones direction (and partly in scale), and with
+        tied embeddings the masked-LM output layer reads the raw token embeddings, so only
+        the sum before the norm pins that layer to the teacher's."""
+        return self.norm
 
     def forward(self, input_ids):  # (B, T) -> (B, T, H)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
