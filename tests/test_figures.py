@@ -46,3 +46,43 @@ def test_default_location_is_the_committed_results(tmp_path, monkeypatch):
     from figures.fig_clouds import main
 
     assert main(["--out", "o"]) == 0 and (tmp_path / "o" / "clouds.png").exists()
+
+
+def test_gate_figure_draws_every_design_present_from_the_committed_results(tmp_path):
+    import json
+
+    from figures.fig_gates import main, points, present
+
+    found = present(ROOT / "results")
+    assert {row[0] for row in found} == {"resnet", "bert"}
+    assert main([str(ROOT / "results"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "gates.png").stat().st_size > 1000
+    rows = points(ROOT / "results")
+    assert len(rows) == len(found)
+    for row, (family, _, _, run_path, scratch_path) in zip(rows, found, strict=True):
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+        scratch = json.loads(scratch_path.read_text(encoding="utf-8"))["metrics"]
+        if family == "bert":  # nats, lower is better
+            margin = (scratch["mlm"]["val"]["mlm_loss"]
+                      - run["stages"]["wide"]["selected"]["mlm_loss"])
+        else:  # accuracy points
+            margin = 100 * (run["stages"]["wide"]["selected"]["accuracy"]
+                            - scratch["val"]["accuracy"])
+        floors = run["stages"]["imitate"].get("block_error_floors", {})
+        excess = max(e - floors.get(b, 0.0)
+                     for b, e in run["imitation_block_errors"]["thin"].items())
+        assert row["margin"] == pytest.approx(margin) and row["excess"] == pytest.approx(excess)
+
+
+def test_gate_figure_reads_a_design_only_when_both_its_files_are_there(tmp_path):
+    from figures.fig_gates import DESIGNS, present
+
+    family, design, width, run_dir, scratch_dir = DESIGNS[0]
+    for rel in (run_dir, scratch_dir):
+        src = ROOT / "results" / "empirical" / rel / "result.json"
+        dest = tmp_path / "empirical" / rel / "result.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dest)
+    assert [row[:3] for row in present(tmp_path)] == [(family, design, width)]
+    (tmp_path / "empirical" / scratch_dir / "result.json").unlink()
+    assert present(tmp_path) == []

@@ -725,6 +725,10 @@ def test_meanfield_api_refuses_nan_and_infinite_inputs():
     ("figures.fig_clouds", "meanfield/clouds/clouds.json", "a directory"),
     ("figures.fig_empirical", "empirical/resnet/compare.json", "empty"),
     ("figures.fig_empirical", "empirical/resnet/runs/ours/seed0/result.json", "non-UTF-8"),
+    ("figures.fig_gates", "empirical/resnet_regime_cpu/runs/ours_no_ft/seed0/result.json",
+     "empty"),
+    ("figures.fig_gates", "empirical/bert_regime_cpu_long/runs/scratch/seed0/result.json",
+     "missing keys"),
 ])
 def test_figure_scripts_give_one_line_and_replace_nothing(module, relpath, damage,
                                                           committed_results, tmp_path, capsys):
@@ -737,7 +741,7 @@ def test_figure_scripts_give_one_line_and_replace_nothing(module, relpath, damag
     (out / "limits_width.png").write_text("earlier")
     before = _digests(out)
     argv = ([str(results / "empirical" / "resnet")] if module.endswith("empirical")
-            else [str(results / relpath)])
+            else [str(results)] if module.endswith("gates") else [str(results / relpath)])
     with pytest.raises(SystemExit) as info:
         importlib.import_module(module).main([*argv, "--out", str(out)])
     err = capsys.readouterr().err
