@@ -6,8 +6,9 @@ errors after stage 2 with their floors), labelled with the teacher's width relat
 thin net's widened part. x: the largest block error above its floor; y: the teacher's
 validation margin over the converged thin net from scratch (accuracy points, or masked-LM
 nats). The lines are the gates of ``empirical/gates.py`` (x ≤ 0.05; y ≥ 1 point or 0.1
-nats); the shaded corner is where both pass. The runs are listed in :data:`DESIGNS`, each
-with the command behind it in the README of its directory; nothing is trained here.
+nats, read from the ``compare.json`` of the family's comparison); the shaded corner is where
+both pass. The runs are listed in :data:`DESIGNS`, each with the command behind it in the
+README of its directory; nothing is trained here.
 
     python -m figures.fig_gates [RESULTS] [--out figures/out]   # RESULTS: default results/
 """
@@ -43,46 +44,61 @@ DESIGNS = [
         (_PRE, "1.5×", f"{_TEXT}/teacher_1p5x/pre"),
         (_PRE, "2×", f"{_TEXT}/embeddings_pre/teacher_2x"))],
 ]
+# where each family's gate thresholds are read: the comparison whose pilot these designs are
+GATE_SOURCES = {"resnet": "resnet_regime_bottleneck/compare.json",
+                "bert": "bert_regime_cpu_long/compare.json"}
 MARKERS = "osD^v"
 
 
 def present(results: Path) -> list[tuple]:
-    """The designs of :data:`DESIGNS` whose two result files are under ``results``, each with
-    the paths of its run and of its scratch."""
+    """The designs of :data:`DESIGNS` whose two result files, and their family's
+    ``compare.json`` (:data:`GATE_SOURCES`), are under ``results``: each with the paths of its
+    run, of its scratch and of that comparison."""
     out = []
     for family, design, width, run_dir, scratch_dir in DESIGNS:
-        run = results / "empirical" / run_dir / "result.json"
-        scratch = results / "empirical" / scratch_dir / "result.json"
-        if run.exists() and scratch.exists():
-            out.append((family, design, width, run, scratch))
+        base = results / "empirical"
+        paths = (base / run_dir / "result.json", base / scratch_dir / "result.json",
+                 base / GATE_SOURCES[family])
+        if all(p.exists() for p in paths):
+            out.append((family, design, width, *paths))
     return out
 
 
+def _val_score(result: dict) -> float:
+    """Validation score, higher is better: accuracy, or minus the masked-LM loss."""
+    m = result["metrics"]
+    return -m["mlm"]["val"]["mlm_loss"] if result["task"] == "bert" else m["val"]["accuracy"]
+
+
 def points(results: Path, reading: list | None = None) -> list[dict]:
-    """Every design of :func:`present`: its teacher margin and its largest block-error excess.
-    ``reading[0]`` is set to the file being read (for an error message)."""
-    from empirical.gates import gate_facts
+    """Every design of :func:`present`: its teacher margin, its largest block-error excess,
+    and its family's two gate thresholds (in the same units). ``reading[0]`` is set to the
+    file being read (for an error message)."""
     from gowide.paths import read_json
 
     reading = reading if reading is not None else [None]
     out = []
-    for family, design, width, run_path, scratch_path in present(results):
+    for family, design, width, run_path, scratch_path, compare_path in present(results):
+        scale = 1.0 if family == "bert" else 100.0  # accuracy in points
+        reading[0] = compare_path
+        gates = {g["gate"]: g["threshold"] for g in read_json(compare_path, "comparison")["gates"]}
         reading[0] = run_path
         run = read_json(run_path, "run result")
         selected = run["stages"]["wide"]["selected"]
         teacher = -selected["mlm_loss"] if family == "bert" else selected["accuracy"]
-        excess = gate_facts(run)["max_block_error_excess"]
+        floors = run["stages"]["imitate"].get("block_error_floors") or {}
+        excess = max(e - floors.get(b, 0.0)
+                     for b, e in run["imitation_block_errors"]["thin"].items())
         reading[0] = scratch_path
-        scratch = gate_facts(read_json(scratch_path, "run result"))["val_score"]
-        scale = 1.0 if family == "bert" else 100.0  # accuracy in points
+        scratch = _val_score(read_json(scratch_path, "run result"))
         out.append({"family": family, "design": design, "width": width,
-                    "margin": (teacher - scratch) * scale, "excess": float(excess)})
+                    "margin": (teacher - scratch) * scale, "excess": float(excess),
+                    "margin_gate": gates["teacher_margin"] * scale,
+                    "excess_gate": gates["block_error"]})
     return out
 
 
 def draw(results: str | Path, out_dir: str | Path, reading: list | None = None) -> list[Path]:
-    from empirical.gates import GATES
-
     found = points(Path(results), reading)
     if not found:
         raise FileNotFoundError(f"none of the runs of figures.fig_gates.DESIGNS under {results}")
@@ -91,8 +107,7 @@ def draw(results: str | Path, out_dir: str | Path, reading: list | None = None) 
                              squeeze=False)
     for ax, family in zip(axes[0], families, strict=True):
         mine = [p for p in found if p["family"] == family]
-        gate_y = GATES["teacher_margin"][family] * (1.0 if family == "bert" else 100.0)
-        gate_x = GATES["block_error"]
+        gate_y, gate_x = mine[0]["margin_gate"], mine[0]["excess_gate"]
         designs = list(dict.fromkeys(p["design"] for p in mine))
         for i, design in enumerate(designs):
             row = [p for p in mine if p["design"] == design]
@@ -137,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"none of the runs of figures.fig_gates.DESIGNS under {args.results}")
     for path in dict.fromkeys(p for row in found for p in row[3:]):
         try:
-            read_json(path, "run result")
+            read_json(path, "result")
         except UsageError as exc:
             parser.error(str(exc))
     reading = [args.results]

@@ -51,6 +51,7 @@ def test_default_location_is_the_committed_results(tmp_path, monkeypatch):
 def test_gate_figure_draws_every_design_present_from_the_committed_results(tmp_path):
     import json
 
+    from empirical.gates import GATES
     from figures.fig_gates import main, points, present
 
     found = present(ROOT / "results")
@@ -59,7 +60,7 @@ def test_gate_figure_draws_every_design_present_from_the_committed_results(tmp_p
     assert (tmp_path / "gates.png").stat().st_size > 1000
     rows = points(ROOT / "results")
     assert len(rows) == len(found)
-    for row, (family, _, _, run_path, scratch_path) in zip(rows, found, strict=True):
+    for row, (family, _, _, run_path, scratch_path, _) in zip(rows, found, strict=True):
         run = json.loads(run_path.read_text(encoding="utf-8"))
         scratch = json.loads(scratch_path.read_text(encoding="utf-8"))["metrics"]
         if family == "bert":  # nats, lower is better
@@ -72,17 +73,23 @@ def test_gate_figure_draws_every_design_present_from_the_committed_results(tmp_p
         excess = max(e - floors.get(b, 0.0)
                      for b, e in run["imitation_block_errors"]["thin"].items())
         assert row["margin"] == pytest.approx(margin) and row["excess"] == pytest.approx(excess)
+        # the lines drawn are the package's gates (read from the family's compare.json)
+        scale = 1.0 if family == "bert" else 100.0
+        assert row["margin_gate"] == pytest.approx(GATES["teacher_margin"][family] * scale)
+        assert row["excess_gate"] == GATES["block_error"]
 
 
 def test_gate_figure_reads_a_design_only_when_both_its_files_are_there(tmp_path):
-    from figures.fig_gates import DESIGNS, present
+    from figures.fig_gates import DESIGNS, GATE_SOURCES, present
 
     family, design, width, run_dir, scratch_dir = DESIGNS[0]
-    for rel in (run_dir, scratch_dir):
-        src = ROOT / "results" / "empirical" / rel / "result.json"
-        dest = tmp_path / "empirical" / rel / "result.json"
+    needed = [f"{run_dir}/result.json", f"{scratch_dir}/result.json", GATE_SOURCES[family]]
+    for rel in needed:
+        dest = tmp_path / "empirical" / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, dest)
+        shutil.copy(ROOT / "results" / "empirical" / rel, dest)
     assert [row[:3] for row in present(tmp_path)] == [(family, design, width)]
-    (tmp_path / "empirical" / scratch_dir / "result.json").unlink()
-    assert present(tmp_path) == []
+    for rel in needed:  # any one missing: the design is not drawn
+        (tmp_path / "empirical" / rel).rename(tmp_path / "gone")
+        assert present(tmp_path) == []
+        (tmp_path / "gone").rename(tmp_path / "empirical" / rel)
