@@ -4,10 +4,10 @@ fraction of its steps (one torch thread), scaled to the preset's steps.
     python scripts/time_regime_cpu.py --out FILE [--task resnet] [--fraction 20]
 
 Each method runs once (seed 0) with every step count divided by ``--fraction`` (stage 2:
-its cap per block divided likewise, no stopping rule) and one validation evaluation per
-stage; a stage's CPU seconds per step (the process's CPU time, shared among its stages by
-their wall times, so that other work on the machine does not inflate it), times its steps in
-the preset, is its estimated time on one core.
+its cap per block and its head-imitation steps divided likewise, no stopping rule) and one
+validation evaluation per stage; a stage's CPU seconds per step (the process's CPU time,
+shared among its stages by their wall times, so that other work on the machine does not
+inflate it), times its steps in the preset, is its estimated time on one core.
 Stage 2 is counted at its cap (an upper bound: its stopping rule can end blocks early).
 Validation evaluations are left out (about once per epoch: a few percent of a stage). The
 estimate for a comparison is the sum over its methods (the teacher and stage 2 once, as the
@@ -61,6 +61,8 @@ def main() -> int:
              f"scratch.eval_every={max(1, sections['scratch'] // k)}",
              f"deeper.steps={max(1, sections['deeper'] // k)}",
              f"deeper.eval_every={max(1, sections['deeper'] // k)}"]
+    if full.imitate.head_steps:  # the tied head's imitation, part of stage 2: scaled likewise
+        small.append(f"imitate.head_steps={max(1, full.imitate.head_steps // k)}")
     per_method = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("teacher", "scratch", "deeper", "ours", "kd"):
