@@ -205,9 +205,11 @@ def check_weights(sd, expected: dict, role: str) -> None:
 
 @dataclass(frozen=True)
 class Partial:
-    """Where a supervised stage saves its state at each validation (``path``), and the key
-    that state must carry to be taken up again (the stage's cache key: configuration, seed
-    and the stages before it); :func:`empirical.train.train_supervised` uses it."""
+    """Where a stage saves its state to be taken up after an interruption (``path``), and the
+    key that state must carry (the stage's cache key: configuration, seed and the stages
+    before it): a supervised stage at each validation
+    (:func:`empirical.train.train_supervised`), stage 2 after each of its phases
+    (:func:`empirical.imitation.imitate`)."""
 
     path: Path
     key: str
@@ -216,15 +218,38 @@ class Partial:
         """The saved state of ``stage`` for ``model`` (a stage of ``steps`` steps), or None:
         none saved, another stage's or key's, or damaged or not fitting (one line on
         stderr)."""
+        return self._read(stage, lambda state: _check_partial(state, model, steps), "step")
+
+    def load_blocks(self, stage: str, model: nn.Module, connectors: nn.Module,
+                    phases: int) -> dict | None:
+        """Stage 2's saved state after some of its ``phases`` (blocks, in the progressive
+        schedule) for ``model`` and its linear pairs ``connectors``, or None, as
+        :meth:`load` decides."""
+        def check(state: dict) -> None:
+            done = state.get("phases")
+            if not (isinstance(done, list) and 0 < len(done) < phases
+                    and all(isinstance(p, dict) for p in done)
+                    and isinstance(state.get("ledger"), list)
+                    and isinstance(state.get("rng"), torch.Tensor)):
+                raise ValueError(f"{stage!r}: the saved state of the stage does not fit "
+                                 "this run")
+            for role, module, saved in (("saved", model, state.get("model")),
+                                        ("saved pairs", connectors, state.get("connectors"))):
+                expected = {k: (v.dtype, tuple(v.shape)) for k, v in module.state_dict().items()}
+                check_weights(saved, expected, role)
+
+        return self._read(stage, check, "block")
+
+    def _read(self, stage: str, check, unit: str) -> dict | None:
         if not self.path.is_file():
             return None
         try:
             state = load_checkpoint(self.path)
             if state.get("stage") != stage or state.get("key") != self.key:
                 return None
-            _check_partial(state, model, steps)
+            check(state)
         except (BadCheckpoint, ValueError) as exc:
-            print(f"gowide: warning: {exc}; stage {stage!r} starts from its first step",
+            print(f"gowide: warning: {exc}; stage {stage!r} starts from its first {unit}",
                   file=sys.stderr)
             return None
         return state

@@ -50,13 +50,17 @@ from gowide.errors import UsageError
 
 
 def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
-            features=None) -> dict:
+            features=None, partial=None) -> dict:
     """Stage 2 on ``run.thin`` and ``run.wide`` (see the module docstring); returns its
     record, and adds its FLOPs to ``run.ledger`` under ``stage``.
 
     ``features``: the wide model's block outputs on the whole training set, computed once
     (:class:`empirical.precompute.TeacherFeatures`; computed here when ``cfg.precompute``);
-    the steps then read them instead of running the wide model, on the same batches."""
+    the steps then read them instead of running the wide model, on the same batches.
+    ``partial`` (:class:`empirical.checkpoints.Partial`): save the stage's state after each
+    phase but the last, and take it up from there: the thin weights, the linear pairs, the
+    random state, the phases' records and FLOPs; the batches already used are drawn again and
+    skipped, so the stage ends as if it had never stopped."""
     start = time.perf_counter()
     thin, wide, runtime = run.thin, run.wide, run.runtime
     all_names = run.blocks
@@ -83,8 +87,32 @@ def imitate(run: Run, cfg: ImitationConfig, seed: int, stage: str = "imitate",
         features.check_covers(read)
         batches = features.batches(cfg.batch_size, generator, runtime.rank, runtime.world)
         run.ledger.add(stage, "teacher_features", features.flops * runtime.world, 1)
-    phases = [_train_phase(run, cfg, stage, batches, all_names, *phase)
-              for phase in _phases(cfg, names, all_names)]
+    plan = _phases(cfg, names, all_names)
+    phases, ledger_from = [], len(run.ledger.entries)
+    resumed = (partial.load_blocks(stage, thin, run.connectors, len(plan))
+               if partial is not None else None)
+    if resumed is not None:
+        thin.load_state_dict(resumed["model"])
+        run.connectors.load_state_dict(resumed["connectors"])
+        torch.set_rng_state(resumed["rng"])
+        if runtime.device.type == "cuda":
+            torch.cuda.set_rng_state(resumed["rng_cuda"], runtime.device)
+        phases = resumed["phases"]
+        run.ledger.extend(resumed["ledger"])
+        for _ in range(sum(p["steps"] for p in phases)):  # one batch a step, drawn again
+            next(batches)
+        start -= resumed["wall_s"]
+        runtime.note(f"{stage} resumed after {len(phases)} of its {len(plan)} phases")
+    for phase in plan[len(phases):]:
+        phases.append(_train_phase(run, cfg, stage, batches, all_names, *phase))
+        if partial is not None and runtime.is_main and len(phases) < len(plan):
+            partial.save({"stage": stage, "phases": phases, "model": thin.state_dict(),
+                          "connectors": run.connectors.state_dict(),
+                          "ledger": run.ledger.entries[ledger_from:],
+                          "rng": torch.get_rng_state(),
+                          "rng_cuda": (torch.cuda.get_rng_state(runtime.device)
+                                       if runtime.device.type == "cuda" else None),
+                          "wall_s": time.perf_counter() - start})
     for p in list(thin.parameters()) + list(run.connectors.parameters()):
         p.requires_grad_(True)
     thin.train()

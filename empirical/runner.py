@@ -11,8 +11,9 @@
 4. each stage is resumed, taken from the stage cache, or run (:func:`run_stage`) and its
    checkpoint written (``DIR/checkpoints/<i>-<stage>.pt``, atomically), all on one
    :class:`~empirical.run.Run` that the stages share; a supervised stage with validation
-   also saves its state at every validation (``<i>-<stage>.partial.pt``, removed when the
-   stage ends), which ``resume`` takes up (:class:`empirical.checkpoints.Partial`);
+   also saves its state at every validation, and stage 2 after each block
+   (``<i>-<stage>.partial.pt``, removed when the stage ends), which ``resume`` takes up
+   (:class:`empirical.checkpoints.Partial`);
 5. the final model is evaluated (test split included) and ``DIR/model.pt`` (its weights) and
    ``DIR/result.json`` are written.
 

@@ -53,8 +53,8 @@ class Stage:
 def run_stage(stage: Stage, run: Run, seed: int, partial: Partial | None = None) -> dict:
     """Run one stage on the run's models (which must already hold its roles); returns its
     record and adds its FLOPs to ``run.ledger``. ``partial``: where a supervised stage saves
-    its state at each validation and takes it up after an interruption
-    (:class:`empirical.checkpoints.Partial`)."""
+    its state at each validation, and stage 2 after each phase, to take it up after an
+    interruption (:class:`empirical.checkpoints.Partial`)."""
     model = run.models[stage.role]
     teacher = run.models.get(stage.teacher) if stage.teacher else None
     task, runtime = run.task_of(stage), run.runtime
@@ -73,7 +73,7 @@ def run_stage(stage: Stage, run: Run, seed: int, partial: Partial | None = None)
             # the subsampled statistics are the wide model's: stale for the thin one
             recalibrate_batchnorm(model, task, runtime, stage.config.bn_recalibration,
                                   stage.config.batch_size, seed + 2)
-        return imitate(run, stage.config, seed, stage.name)
+        return imitate(run, stage.config, seed, stage.name, partial=partial)
     raise ValueError(f"unknown stage kind {stage.kind!r}")
 
 

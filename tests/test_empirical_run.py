@@ -353,41 +353,102 @@ def test_a_stage_interrupted_between_validations_resumes_as_if_never_stopped(
 
     cfg = fast_config(task, method, extra=extra)
     whole = run(cfg, tmp_path / "whole", progress=False)
-    real_step, calls = train.optimizer_step, []
+    partials = []
+    again, steps = _interrupt_then_resume(
+        monkeypatch, train, cfg, tmp_path, lambda label, step: label == stage and step == cut,
+        lambda: partials.extend((tmp_path / "cut/checkpoints").glob("*.partial.pt")))
+    assert len(partials) == (cut > 5 or task == "bert")
+    every = 2 if task == "bert" else 5  # taken up at the last validation before the cut
+    first = min(s for label, s in steps if label == stage)
+    assert first == (cut // every) * every
+    assert {label for label, _ in steps} <= {stage, "downstream"}  # the stages before: resumed
+    _same_as_uninterrupted(tmp_path, again, whole)
+    for name, record in whole["stages"].items():
+        assert again["stages"][name].get("evaluations") == record.get("evaluations"), name
+        for key in ("final_loss", "loss_curve", "convergence"):
+            assert again["stages"][name].get(key) == record.get(key), (name, key)
+
+
+def _interrupt_then_resume(monkeypatch, module, cfg, tmp_path, stop, between):
+    """Run ``cfg`` into ``cut/`` with ``module.optimizer_step`` raising KeyboardInterrupt at
+    the first (label, step) where ``stop`` holds (once), call ``between()``, then resume it;
+    returns the resumed result and the (label, step) of every step the resumed run took."""
+    real_step, calls, steps = module.optimizer_step, [], []
 
     def interrupted(one_step, step, opt, sched, log, runtime, label, average=()):
-        if label == stage and step == cut:
-            calls.append(step)
+        if stop(label, step):
+            calls.append((label, step))
             raise KeyboardInterrupt
         return real_step(one_step, step, opt, sched, log, runtime, label, average)
-
-    monkeypatch.setattr(train, "optimizer_step", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "cut", progress=False)
-    partials = list((tmp_path / "cut/checkpoints").glob("*.partial.pt"))
-    assert calls == [cut] and len(partials) == (cut > 5 or task == "bert")
-    steps = []
 
     def counted(one_step, step, opt, sched, log, runtime, label, average=()):
         steps.append((label, step))
         return real_step(one_step, step, opt, sched, log, runtime, label, average)
 
-    monkeypatch.setattr(train, "optimizer_step", counted)
-    again = run(cfg, tmp_path / "cut", resume=True, progress=False)
-    every = 2 if task == "bert" else 5  # taken up at the last validation before the cut
-    first = min(s for label, s in steps if label == stage)
-    assert first == (cut // every) * every
-    assert {label for label, _ in steps} <= {stage, "downstream"}  # the stages before: resumed
+    monkeypatch.setattr(module, "optimizer_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", progress=False)
+    assert len(calls) == 1
+    between()
+    monkeypatch.setattr(module, "optimizer_step", counted)
+    return run(cfg, tmp_path / "cut", resume=True, progress=False), steps
+
+
+def _same_as_uninterrupted(tmp_path, again: dict, whole: dict) -> None:
+    """The run resumed in ``cut/`` ended as the uninterrupted one in ``whole/``."""
     assert not list((tmp_path / "cut/checkpoints").glob("*.partial.pt"))
     assert again["metrics"] == whole["metrics"]
     assert again["compute"]["entries"] == whole["compute"]["entries"]
-    for name, record in whole["stages"].items():
-        assert again["stages"][name].get("evaluations") == record.get("evaluations"), name
-        for key in ("final_loss", "loss_curve", "convergence"):
-            assert again["stages"][name].get(key) == record.get(key), (name, key)
     a = torch.load(tmp_path / "cut/model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "whole/model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+@pytest.mark.parametrize("task", ["resnet", "bert"])
+def test_stage_2_interrupted_in_a_block_resumes_after_the_blocks_it_finished(
+        tmp_path, monkeypatch, task):
+    from empirical import imitation
+
+    # with dropout the random state must be taken up too, not only the batches
+    cfg = fast_config(task, "ours", extra=["model.dropout=0.1"] if task == "bert" else [])
+    names = task_blocks(cfg)
+    whole = run(cfg, tmp_path / "whole", progress=False)
+    cut = f"imitate[{names[2]}]"  # the third block: two finished before it
+    partials = []
+    again, seen = _interrupt_then_resume(
+        monkeypatch, imitation, cfg, tmp_path, lambda label, step: label == cut and step == 1,
+        lambda: partials.extend((tmp_path / "cut/checkpoints").glob("*.partial.pt")))
+    assert [p.name.split("-", 1)[1] for p in partials] == ["imitate.partial.pt"]
+    ran = list(dict.fromkeys(label for label, _ in seen))
+    assert ran == [f"imitate[{b}]" for b in names[2:]]  # the first two blocks: not again
+    _same_as_uninterrupted(tmp_path, again, whole)
+    for key in ("phases", "block_errors"):
+        assert again["stages"]["imitate"][key] == whole["stages"]["imitate"][key], key
+
+
+def test_a_misfitting_stage_2_state_starts_the_stage_over(tmp_path, capsys):
+    from empirical.checkpoints import Partial
+    from empirical.connectors import Connectors
+    from empirical.tasks import make_task
+
+    cfg = fast_config("resnet", "ours")
+    task = make_task(cfg)
+    thin, wide = task.build("thin"), task.build("wide")
+    pairs = Connectors(thin, wide, thin.block_names())
+    partial = Partial(tmp_path / "1-imitate.partial.pt", "k")
+    state = {"stage": "imitate", "phases": [{"steps": 1}], "ledger": [],
+             "model": thin.state_dict(), "connectors": pairs.state_dict(),
+             "rng": torch.get_rng_state(), "rng_cuda": None, "wall_s": 1.0}
+    partial.save(state)
+    assert partial.load_blocks("imitate", thin, pairs, 3)["phases"] == [{"steps": 1}]
+    assert partial.load_blocks("imitate", thin, pairs, 1) is None  # every phase done: no fit
+    capsys.readouterr()
+    first = next(iter(state["model"]))
+    partial.save(state | {"model": state["model"] | {first: torch.zeros(3)}})
+    assert partial.load_blocks("imitate", thin, pairs, 3) is None
+    err = capsys.readouterr().err.strip()
+    assert "starts from its first block" in err and "\n" not in err
+    assert Partial(partial.path, "another").load_blocks("imitate", thin, pairs, 3) is None
 
 
 @pytest.mark.parametrize("damage", ["garbage", "foreign", "misfit"])
