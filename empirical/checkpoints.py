@@ -144,7 +144,7 @@ def expected_models(task, stages: list[Stage], final_role: str) -> list[dict]:
             base = final_role if role == "downstream" else role
             with torch.random.fork_rng(devices=[]):
                 model = task.build(base)
-            shapes[role] = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
+            shapes[role] = weight_shapes(model)
         return shapes[role]
 
     out, roles = [], {}
@@ -190,6 +190,12 @@ def check_stage(payload, stage: Stage, index: int, models: dict, cache_key: str 
         check_weights(held[role], expected, role)
 
 
+def weight_shapes(model: nn.Module) -> dict:
+    """{parameter or buffer name: (dtype, shape)} of ``model``: what :func:`check_weights`
+    expects of a saved state of it."""
+    return {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
+
+
 def check_weights(sd, expected: dict, role: str) -> None:
     """ValueError unless ``sd`` holds exactly the tensors of ``expected`` ({parameter or
     buffer name: (dtype, shape)}) with those dtypes and shapes."""
@@ -233,10 +239,8 @@ class Partial:
                     and isinstance(state.get("rng"), torch.Tensor)):
                 raise ValueError(f"{stage!r}: the saved state of the stage does not fit "
                                  "this run")
-            for role, module, saved in (("saved", model, state.get("model")),
-                                        ("saved pairs", connectors, state.get("connectors"))):
-                expected = {k: (v.dtype, tuple(v.shape)) for k, v in module.state_dict().items()}
-                check_weights(saved, expected, role)
+            check_weights(state.get("model"), weight_shapes(model), "saved")
+            check_weights(state.get("connectors"), weight_shapes(connectors), "saved pairs")
 
         return self._read(stage, check, "block")
 
@@ -260,7 +264,7 @@ class Partial:
 
 def _check_partial(state: dict, model: nn.Module, steps: int) -> None:
     """ValueError unless ``state`` fits ``model`` and a stage of ``steps`` steps."""
-    expected = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
+    expected = weight_shapes(model)
     n = state.get("steps_run")
     if not (isinstance(n, int) and 0 < n < steps and isinstance(state.get("evaluations"), list)
             and all(isinstance(e, dict) for e in state["evaluations"])
