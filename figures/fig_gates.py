@@ -3,7 +3,8 @@
 ``gates`` — one panel per family; each point is one teacher of one design on seed 0 (an
 ``ours_no_ft`` run: it holds its teacher's best validation score, and the thin-mode block
 errors after stage 2 with their floors), labelled with the teacher's width relative to the
-thin net's widened part. x: the largest block error above its floor; y: the teacher's
+thin net's widened part (and, for the widened-interface design run at several sizes, the thin
+net's base width). x: the largest block error above its floor; y: the teacher's
 validation margin over the converged thin net from scratch (accuracy points, or masked-LM
 nats). The lines are the gates of ``empirical/gates.py`` (x ≤ 0.05; y ≥ 1 point or 0.1
 nats, read from the ``compare.json`` of the family's comparison); the shaded corner is where
@@ -26,6 +27,8 @@ _BN, _TEXT = "regime_designs/bottleneck_stage2", "regime_designs/text_cpu"
 _BN_SCRATCH = "resnet_regime_bottleneck/runs/scratch/seed0"
 _TEXT_SCRATCH = "bert_regime_cpu_long/runs/scratch/seed0"
 _SHORT, _LONG = "bottleneck, stage 2 ≤ 600 steps", "bottleneck, stage 2 3000 steps"
+# the widened-interface design at thin base widths 4 (its comparison's seed 0), 8 and 16
+_WIDE, _WIDTH = "interfaces widened, 4× teacher (thin base width)", "regime_designs/width"
 _POST, _PRE = "post-norm embeddings target", "pre-norm embeddings target"
 DESIGNS = [
     *[("resnet", design, width, run, _BN_SCRATCH) for design, width, run in (
@@ -34,8 +37,10 @@ DESIGNS = [
         (_SHORT, "4×", "resnet_regime_bottleneck/runs/ours_no_ft/seed0"),
         (_LONG, "1×", f"{_BN}/teacher1x_cap3000"),
         (_LONG, "4×", f"{_BN}/teacher4x_cap3000"))],
-    ("resnet", "interfaces widened", "4×", "resnet_regime_cpu/runs/ours_no_ft/seed0",
+    ("resnet", _WIDE, "base 4", "resnet_regime_cpu/runs/ours_no_ft/seed0",
      "resnet_regime_cpu/runs/scratch/seed0"),
+    *[("resnet", _WIDE, f"base {b}", f"{_WIDTH}/b{b}/runs/ours_no_ft/seed0",
+       f"{_WIDTH}/b{b}/runs/scratch/seed0") for b in (8, 16)],
     *[("bert", design, width, run, _TEXT_SCRATCH) for design, width, run in (
         (_POST, "1×", f"{_TEXT}/control_1x"),
         (_POST, "1.5×", f"{_TEXT}/teacher_1p5x/post"),
@@ -116,7 +121,7 @@ def draw(results: str | Path, out_dir: str | Path, reading: list | None = None) 
             for p in row:
                 ax.annotate(p["width"], (p["excess"], p["margin"]), fontsize=7,
                             xytext=(4, 3 - 10 * i), textcoords="offset points")
-        xmax = max(max(p["excess"] for p in mine), gate_x) * 1.15
+        xmax = max(max(p["excess"] for p in mine), gate_x) * 1.25
         ymin = min(min(p["margin"] for p in mine), 0.0)
         ymax = max(max(p["margin"] for p in mine), gate_y) * 1.15
         ax.axvline(gate_x, color="#7f7f7f", lw=0.8, ls="--")
